@@ -1,0 +1,3 @@
+from dispatch.cli.main import app
+
+app(prog_name="dispatch")

@@ -1,0 +1,186 @@
+"""``create_app(settings)``: the lifespan owns the engine, clients and background tasks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+
+from dispatch import __version__
+from dispatch.background import Supervisor, every
+from dispatch.config import Settings, load_settings
+from dispatch.db import migrations
+from dispatch.db.base import utcnow
+from dispatch.db.engine import Database
+from dispatch.errors import install_error_handlers
+from dispatch.ops.routes import api_router as ops_api_router
+from dispatch.ops.routes import router as ops_router
+from dispatch.runtime import Runtime
+from dispatch.security import sessions
+from dispatch.security.ratelimit import RateLimiter
+from dispatch.security.routes import router as keys_router
+from dispatch.telemetry.events import Telemetry
+from dispatch.telemetry.logging import configure_logging, resolve_format
+from dispatch.telemetry.metrics import Metrics
+from dispatch.telemetry.middleware import RequestContextMiddleware, route_templates
+from dispatch.web import docs as web_docs
+from dispatch.web import routes as web_routes
+
+log = structlog.get_logger(__name__)
+
+SESSION_PRUNE_SECONDS = 600.0
+
+
+class PendingMigrations(RuntimeError):
+    """The database is behind the code and this deployment does not migrate by itself."""
+
+
+async def prepare_database(database: Database, settings: Settings) -> None:
+    """Migrate the embedded SQLite default; elsewhere refuse to run behind the code."""
+    if settings.is_embedded:
+        await migrations.upgrade(database)
+        return
+    pending = await migrations.pending_revisions(database)
+    if pending:
+        raise PendingMigrations(
+            f"the database is missing migrations {', '.join(pending)}; run `dispatch migrate` first"
+        )
+
+
+def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
+    database = Database(settings)
+    http = httpx.AsyncClient(
+        timeout=settings.default_timeout_seconds,
+        limits=httpx.Limits(max_connections=settings.max_connections),
+        headers={"User-Agent": settings.user_agent},
+    )
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    per_minute = settings.request_rate_per_minute
+    limiter = RateLimiter(
+        settings,
+        budgets={
+            "api": per_minute,
+            "public": per_minute,
+            "metrics": per_minute,
+            "ui": per_minute,
+            "login": settings.login_rate_per_minute,
+        },
+        redis=redis,
+    )
+    limiter.on_reject = lambda group: metrics.rate_limited.labels(group).inc()
+    endpoint = str(settings.telemetry_endpoint) if settings.telemetry_endpoint else None
+    telemetry = Telemetry(
+        endpoint,
+        http if endpoint else None,
+        metrics,
+        capacity=settings.telemetry_buffer_size,
+        batch_size=settings.telemetry_batch_size,
+        flush_interval=settings.telemetry_flush_interval_seconds,
+    )
+    return Runtime(
+        settings=settings,
+        database=database,
+        limiter=limiter,
+        telemetry=telemetry,
+        metrics=metrics,
+        signer=sessions.SessionSigner(
+            sessions.session_secret(settings), settings.session_max_age_seconds
+        ),
+        http=http,
+        redis=redis,
+    )
+
+
+async def _prune_sessions(runtime: Runtime) -> None:
+    async with runtime.database.session() as session:
+        await sessions.prune_expired(session, utcnow())
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    runtime = build_runtime(settings, app.state.metrics)
+    try:
+        await prepare_database(runtime.database, settings)
+    except BaseException:
+        await runtime.close()
+        raise
+    app.state.runtime = runtime
+    supervisor = Supervisor()
+    if runtime.telemetry.enabled:
+        supervisor.start("telemetry", runtime.telemetry.run)
+    supervisor.start(
+        "sessions.prune", every(SESSION_PRUNE_SECONDS, lambda: _prune_sessions(runtime))
+    )
+    runtime.supervisor = supervisor
+    runtime.telemetry.emit("app.startup", version=__version__, database=settings.database_kind)
+    log.info("app.started", version=__version__, database=settings.database_kind)
+    try:
+        yield
+    finally:
+        runtime.telemetry.emit("app.shutdown")
+        await supervisor.stop()
+        await runtime.telemetry.flush()
+        await runtime.close()
+        log.info("app.stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app; nothing connects until the lifespan starts."""
+    settings = settings or load_settings()
+    metrics = Metrics()
+    metrics.set_build_info(__version__, settings.database_kind)
+    app = FastAPI(
+        title=settings.app_name,
+        version=__version__,
+        description="Catalogue, watch, gateway and fleet on one durable task queue.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    metrics.watch_pool(
+        lambda: app.state.runtime.database.pool_status() if hasattr(app.state, "runtime") else {}
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_credentials=settings.cors_credentials_effective,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[
+            "X-Request-ID",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
+    )
+    templates: dict[int, str] = {}
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_request_body_bytes,
+        templates=templates,
+    )
+    app.include_router(ops_router)
+    app.include_router(ops_api_router, prefix=settings.api_v1_prefix)
+    app.include_router(keys_router, prefix=settings.api_v1_prefix)
+    web_docs.install(app)
+    web_routes.install(app)
+    templates.update(route_templates(app))
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker serving."""
+    settings = load_settings()
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.environment))
+    return create_app(settings)

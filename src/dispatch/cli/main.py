@@ -1,0 +1,172 @@
+"""``dispatch serve | migrate | keys``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+
+from dispatch import __version__
+from dispatch.app import prepare_database
+from dispatch.config import ConfigError, Settings, load_settings
+from dispatch.db import migrations
+from dispatch.db.base import utcnow
+from dispatch.db.engine import Database
+from dispatch.errors import NotFound
+from dispatch.security import api_keys
+from dispatch.security.bootstrap import ensure_master_key
+from dispatch.security.scopes import Scope
+from dispatch.telemetry.logging import configure_logging, resolve_format
+
+app = typer.Typer(
+    help="Dispatch: catalogue, watch, gateway and fleet on one task queue.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+EnvFile = Annotated[Path, typer.Option("--env-file", help="The .env file to read and bootstrap")]
+
+
+def _settings(env_file: Path) -> Settings:
+    try:
+        settings = load_settings(env_file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.environment))
+    return settings
+
+
+def _with_database(
+    settings: Settings, action: Callable[[Database], Awaitable[T]], *, prepare: bool = True
+) -> T:
+    """Run ``action`` on a database brought up to date as ``serve`` would."""
+
+    async def run() -> T:
+        database = Database(settings)
+        try:
+            if prepare:
+                await prepare_database(database, settings)
+            return await action(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def migrate(env_file: EnvFile = Path(".env")) -> None:
+    """Apply every pending migration."""
+    settings = _settings(env_file)
+    _with_database(settings, migrations.upgrade, prepare=False)
+    typer.echo(f"database at head ({settings.database_kind})")
+
+
+@app.command()
+def serve(
+    env_file: EnvFile = Path(".env"),
+    host: Annotated[str | None, typer.Option(help="Overrides HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Web server processes")] = 1,
+) -> None:
+    """Serve the API and admin UI (migrating first on the embedded SQLite default)."""
+    settings = _settings(env_file)
+    if settings.master_key is None and not settings.api_keys:
+        generated = ensure_master_key(env_file)
+        if generated is not None:
+            _announce_master_key(generated, env_file)
+            settings = _settings(env_file)
+    uvicorn.run(
+        "dispatch.app:create_app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is read only from TRUSTED_PROXIES
+        server_header=False,
+        env_file=str(env_file) if env_file.exists() else None,
+    )
+
+
+def _announce_master_key(key: str, env_file: Path) -> None:
+    banner = "=" * 72
+    typer.echo(
+        f"{banner}\nGenerated a master key (all scopes). It is shown only this once and\n"
+        f"saved as MASTER_KEY in {env_file} (mode 0600):\n\n    {key}\n\n"
+        f"Use it as the X-Dispatch-Key header or to log in to the admin UI.\n{banner}"
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for")],
+    scope: Annotated[list[Scope], typer.Option(help="Repeat for several scopes")] = [Scope.READ],  # noqa: B006
+    expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+    env_file: EnvFile = Path(".env"),
+) -> None:
+    """Create a key and print it once."""
+    settings = _settings(env_file)
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def create(database: Database) -> str:
+        async with database.session() as session:
+            record, plaintext = await api_keys.create_key(session, name, scope, expires_at)
+        typer.echo(
+            f"id={record.id} prefix={record.prefix} scopes={','.join(record.scopes)}", err=True
+        )
+        return plaintext
+
+    typer.echo(_with_database(settings, create))
+
+
+@keys_app.command("list")
+def keys_list(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys")] = False,
+    env_file: EnvFile = Path(".env"),
+) -> None:
+    """List keys (prefixes only)."""
+    settings = _settings(env_file)
+
+    async def rows(database: Database) -> list[str]:
+        async with database.session(write=False) as session:
+            records = await api_keys.list_keys(session, include_revoked)
+        return [
+            f"{r.id}\t{r.prefix}\t{r.name}\t{','.join(r.scopes)}\t"
+            f"{'revoked' if r.revoked_at else 'active'}\t"
+            f"expires={r.expires_at.isoformat() if r.expires_at else 'never'}"
+            for r in records
+        ]
+
+    for line in _with_database(settings, rows):
+        typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, env_file: EnvFile = Path(".env")) -> None:
+    """Revoke a key by id."""
+    settings = _settings(env_file)
+
+    async def revoke(database: Database) -> None:
+        async with database.session() as session:
+            await api_keys.revoke_key(session, key_id)
+
+    try:
+        _with_database(settings, revoke)
+    except NotFound as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked key {key_id}")

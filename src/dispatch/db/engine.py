@@ -1,0 +1,103 @@
+"""Engines and session scopes for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+On SQLite every connection runs in WAL mode with a busy timeout and
+``synchronous=NORMAL``; write sessions open their transaction with
+``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing
+half-way with ``SQLITE_BUSY`` when a read transaction tries to upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from dispatch.config import DatabaseKind, Settings
+
+_BEGIN_OPTION = "dispatch_sqlite_begin"
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """Owns the engine and hands out sessions whose transaction commits on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.kind: DatabaseKind = settings.database_kind
+        options: dict[str, Any] = {"pool_size": settings.db_pool_size}
+        options["max_overflow"] = settings.db_max_overflow
+        if self.kind == "postgresql":
+            server_settings = {"application_name": settings.app_name[:60]}
+            if settings.database_schema:
+                server_settings["search_path"] = settings.database_schema
+            options["connect_args"] = {"server_settings": server_settings}
+            options["pool_pre_ping"] = True
+        self.engine = create_async_engine(settings.async_database_url, **options)
+        writer = self.engine
+        if self.kind == "sqlite":
+            _install_sqlite_hooks(self.engine, settings.sqlite_busy_timeout_ms)
+            writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._readers = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = async_sessionmaker(writer, expire_on_commit=False)
+        self.write_engine = writer
+
+    @asynccontextmanager
+    async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits when the block ends and rolls back on error."""
+        factory = self._writers if write else self._readers
+        async with factory() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def ping(self, limit_seconds: float) -> None:
+        """Run ``SELECT 1`` on a pooled connection; raise if the database does not answer."""
+        async with asyncio.timeout(limit_seconds), self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    def pool_status(self) -> dict[str, int]:
+        """Connections in the pool: configured size, checked out, overflow."""
+        pool: Any = self.engine.pool
+        status: dict[str, int] = {}
+        for name in ("size", "checkedout", "overflow"):
+            method = getattr(pool, name, None)
+            if callable(method):
+                status[name] = int(method())
+        return status
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,55 @@
+"""Alembic, driven from code: upgrade to head and report pending revisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from dispatch.db.engine import Database
+
+
+def migrations_path() -> Path:
+    """The migration scripts: inside the installed wheel, else the source tree's ``migrations/``."""
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    return config
+
+
+def _upgrade(connection: Connection, config: Config, target: str) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, target)
+
+
+def _current_heads(connection: Connection) -> tuple[str, ...]:
+    return MigrationContext.configure(connection).get_current_heads()
+
+
+async def upgrade(database: Database, target: str = "head") -> None:
+    """Apply migrations up to ``target`` in one transaction."""
+    async with database.write_engine.begin() as connection:
+        await connection.run_sync(_upgrade, alembic_config(), target)
+
+
+async def pending_revisions(database: Database) -> list[str]:
+    """Head revisions the database has not reached yet (empty when up to date)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    async with database.engine.connect() as connection:
+        current = set(await connection.run_sync(_current_heads))
+    if set(script.get_heads()) == current:
+        return []
+    applied: set[str] = set()
+    for head in current:
+        applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
+    return [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]

@@ -1,0 +1,6 @@
+"""Every ORM model, re-exported: one import point for the services and for Alembic."""
+
+from dispatch.models.admin_session import AdminSession
+from dispatch.models.api_key import ApiKey
+
+__all__ = ["AdminSession", "ApiKey"]

@@ -1,0 +1,1 @@
+"""The operations surface: liveness, readiness, metrics and service information."""

@@ -1,0 +1,38 @@
+"""The objects one running app shares: built in the lifespan, reached through ``app.state``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from redis.asyncio import Redis
+
+from dispatch.background import Supervisor
+from dispatch.config import Settings
+from dispatch.db.engine import Database
+from dispatch.security.ratelimit import RateLimiter
+from dispatch.security.sessions import SessionSigner
+from dispatch.telemetry.events import Telemetry
+from dispatch.telemetry.metrics import Metrics
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    limiter: RateLimiter
+    telemetry: Telemetry
+    metrics: Metrics
+    signer: SessionSigner
+    http: httpx.AsyncClient
+    redis: Redis | None = None
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    started_at: float = field(default_factory=time.time)
+
+    async def close(self) -> None:
+        """Release connections; safe to call once the supervisor has stopped."""
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.dispose()

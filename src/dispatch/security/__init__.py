@@ -1,0 +1,1 @@
+"""API keys, principals, admin sessions, CSRF and rate limits."""

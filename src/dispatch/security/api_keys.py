@@ -1,0 +1,131 @@
+"""API keys: generation, hashing, lookup in constant time, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db.base import utcnow
+from dispatch.errors import NotFound
+from dispatch.models import ApiKey
+from dispatch.security.principal import Principal
+from dispatch.security.scopes import ALL_SCOPES, SCOPE_VALUES, Scope
+
+KEY_PREFIX = "dsp_"
+PREFIX_LENGTH = len(KEY_PREFIX) + 8
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def generate_key() -> str:
+    """A new key: ``dsp_`` and 43 URL-safe characters (256 random bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex digest; keys are random, so a slow hash adds nothing."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[:PREFIX_LENGTH]
+
+
+def match_env_key(presented: str, env_keys: Iterable[str]) -> int | None:
+    """Index of the environment key equal to ``presented``, compared in constant time."""
+    digest = hashlib.sha256(presented.encode()).digest()
+    found: int | None = None
+    for index, key in enumerate(env_keys):
+        # Compare digests so every comparison takes the same time whatever the lengths.
+        if hmac.compare_digest(digest, hashlib.sha256(key.encode()).digest()) and found is None:
+            found = index
+    return found
+
+
+def env_principal(index: int, is_master: bool) -> Principal:
+    name = "MASTER_KEY" if is_master else f"API_KEYS[{index}]"
+    return Principal(kind="env", identity=f"env:{name}", name=name, scopes=ALL_SCOPES)
+
+
+async def create_key(
+    session: AsyncSession,
+    name: str,
+    scopes: Sequence[Scope],
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key and return it with its plaintext, which is never stored."""
+    ordered = sorted({Scope(scope) for scope in scopes})
+    for _ in range(5):
+        plaintext = generate_key()
+        record = ApiKey(
+            name=name,
+            prefix=display_prefix(plaintext),
+            key_hash=hash_key(plaintext),
+            scopes=[str(scope) for scope in ordered],
+            expires_at=expires_at,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(record)
+        except IntegrityError:  # a prefix collision: astronomically rare, try again
+            continue
+        return record, plaintext
+    raise RuntimeError("could not generate a unique key prefix")
+
+
+async def list_keys(session: AsyncSession, include_revoked: bool = False) -> Sequence[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return (await session.scalars(query)).all()
+
+
+async def get_key(session: AsyncSession, key_id: int) -> ApiKey:
+    record = await session.get(ApiKey, key_id)
+    if record is None:
+        raise NotFound(f"API key {key_id} does not exist")
+    return record
+
+
+async def revoke_key(session: AsyncSession, key_id: int) -> ApiKey:
+    """Revoke a key; revoking twice keeps the first revocation time."""
+    record = await get_key(session, key_id)
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+    return record
+
+
+async def find_usable_key(session: AsyncSession, presented: str) -> ApiKey | None:
+    """The stored key matching ``presented`` if it exists, is not revoked and not expired."""
+    if not presented.startswith(KEY_PREFIX) or len(presented) < PREFIX_LENGTH + 8:
+        return None
+    record = await session.scalar(select(ApiKey).where(ApiKey.prefix == display_prefix(presented)))
+    if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
+        return None
+    return record if record.is_usable(utcnow()) else None
+
+
+def key_principal(record: ApiKey) -> Principal:
+    scopes = frozenset(Scope(scope) for scope in record.scopes if scope in SCOPE_VALUES)
+    return Principal(
+        kind="key",
+        identity=f"key:{record.id}",
+        name=record.name,
+        scopes=scopes,
+        key_id=record.id,
+    )
+
+
+def needs_touch(record: ApiKey, now: datetime) -> bool:
+    """Whether last_used_at is stale enough to be worth a write."""
+    return record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION
+
+
+async def touch_last_used(session: AsyncSession, key_id: int, now: datetime) -> None:
+    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))

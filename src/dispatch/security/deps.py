@@ -1,0 +1,108 @@
+"""Authentication and rate-limit dependencies for API routes.
+
+A key is read from ``X-Dispatch-Key`` (seed 000), ``X-API-Token`` or
+``Authorization: Bearer``. The limiter counts every call, valid key or not: a
+known key is budgeted by its id, anything else by the client address, so guessing
+keys is throttled too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from dispatch.db.base import utcnow
+from dispatch.deps import RuntimeDep, SessionDep
+from dispatch.errors import Forbidden, Unauthorized
+from dispatch.security import api_keys
+from dispatch.security.principal import Principal
+from dispatch.security.ratelimit import client_ip
+from dispatch.security.scopes import Scope
+
+_dispatch_key = APIKeyHeader(
+    name="X-Dispatch-Key", auto_error=False, description="Dispatch API key (seed 000 header)"
+)
+_api_token = APIKeyHeader(name="X-API-Token", auto_error=False, description="Dispatch API key")
+_bearer = HTTPBearer(auto_error=False, description="Dispatch API key as a bearer token")
+
+
+def presented_key(
+    dispatch_key: Annotated[str | None, Depends(_dispatch_key)],
+    api_token: Annotated[str | None, Depends(_api_token)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The key the caller sent, from the first header that carries one."""
+    for value in (dispatch_key, api_token, bearer.credentials if bearer else None):
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+async def resolve_principal(runtime: RuntimeDep, session: SessionDep, key: str) -> Principal | None:
+    """The principal a key stands for, or None when it is unknown, expired or revoked."""
+    env_keys = runtime.settings.env_api_keys()
+    index = api_keys.match_env_key(key, env_keys)
+    if index is not None:
+        is_master = runtime.settings.master_key is not None and index == len(env_keys) - 1
+        return api_keys.env_principal(index, is_master)
+    record = await api_keys.find_usable_key(session, key)
+    if record is None:
+        return None
+    now = utcnow()
+    if api_keys.needs_touch(record, now):
+        # Its own short write transaction: a GET's read transaction never upgrades.
+        async with runtime.database.session(write=True) as writer:
+            await api_keys.touch_last_used(writer, record.id, now)
+    return api_keys.key_principal(record)
+
+
+class Authorize:
+    """Dependency: a valid key carrying ``scope`` (any valid key for None), within budget."""
+
+    def __init__(self, scope: Scope | None, group: str = "api") -> None:
+        self.scope = scope
+        self.group = group
+
+    async def __call__(
+        self,
+        request: Request,
+        response: Response,
+        runtime: RuntimeDep,
+        session: SessionDep,
+        key: Annotated[str | None, Depends(presented_key)],
+    ) -> Principal:
+        principal = await resolve_principal(runtime, session, key) if key else None
+        request.state.principal = principal
+        identity = (
+            principal.identity if principal else "ip:" + client_ip(request, runtime.limiter.trusted)
+        )
+        state = await runtime.limiter.hit(self.group, identity)
+        if state is not None:
+            response.headers.update(state.headers())
+        if principal is None:
+            message = (
+                "Invalid, expired or revoked API key" if key else "A valid API key is required"
+            )
+            raise Unauthorized(message)
+        if self.scope is not None and not principal.allows(self.scope):
+            raise Forbidden(
+                f"This key lacks the '{self.scope}' scope",
+                details={"required_scope": str(self.scope), "scopes": sorted(principal.scopes)},
+            )
+        return principal
+
+
+async def limit_anonymous(request: Request, response: Response, runtime: RuntimeDep) -> None:
+    """Rate limit for public routes, budgeted by client address."""
+    state = await runtime.limiter.hit("public", "ip:" + client_ip(request, runtime.limiter.trusted))
+    if state is not None:
+        response.headers.update(state.headers())
+
+
+AnyKey = Annotated[Principal, Depends(Authorize(None))]
+AdminKey = Annotated[Principal, Depends(Authorize(Scope.ADMIN))]
+ReadKey = Annotated[Principal, Depends(Authorize(Scope.READ))]
+WriteKey = Annotated[Principal, Depends(Authorize(Scope.WRITE))]
+MetricsKey = Annotated[Principal, Depends(Authorize(Scope.METRICS, group="metrics"))]

@@ -1,0 +1,79 @@
+"""Prometheus metrics, one registry per app so several apps can live in one process."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, read_pool: Callable[[], dict[str, int]]) -> None:
+        self._read_pool = read_pool
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "dispatch_db_pool_connections",
+            "Database pool connections by state",
+            labels=["state"],
+        )
+        for state, value in self._read_pool().items():
+            family.add_metric([state], value)
+        yield family
+
+
+class Metrics:
+    """Every metric Dispatch exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "dispatch_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "dispatch_http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "dispatch_build_info",
+            "Build information; the value is always 1",
+            ["version", "python", "database"],
+            registry=self.registry,
+        )
+        self.telemetry_events = Counter(
+            "dispatch_telemetry_events",
+            "Telemetry events by outcome (queued, sent, dropped, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "dispatch_rate_limited",
+            "Requests refused by a rate limit, by route group",
+            ["group"],
+            registry=self.registry,
+        )
+
+    def set_build_info(self, version: str, database: str) -> None:
+        self.build_info.labels(version, platform.python_version(), database).set(1)
+
+    def watch_pool(self, read_pool: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_PoolCollector(read_pool))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
