@@ -34,6 +34,7 @@ from dispatch.web import routes as web_routes
 log = structlog.get_logger(__name__)
 
 SESSION_PRUNE_SECONDS = 600.0
+KEY_USAGE_FLUSH_SECONDS = 15.0
 
 
 class PendingMigrations(RuntimeError):
@@ -117,6 +118,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.start(
         "sessions.prune", every(SESSION_PRUNE_SECONDS, lambda: _prune_sessions(runtime))
     )
+    supervisor.start(
+        "keys.usage",
+        every(KEY_USAGE_FLUSH_SECONDS, lambda: runtime.key_usage.flush(runtime.database)),
+    )
     runtime.supervisor = supervisor
     runtime.telemetry.emit("app.startup", version=__version__, database=settings.database_kind)
     log.info("app.started", version=__version__, database=settings.database_kind)
@@ -125,6 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         runtime.telemetry.emit("app.shutdown")
         await supervisor.stop()
+        await runtime.key_usage.flush(runtime.database)
         await runtime.telemetry.flush()
         await runtime.close()
         log.info("app.stopped")
@@ -169,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         max_body_bytes=settings.max_request_body_bytes,
         templates=templates,
+        usage_prefix=settings.api_v1_prefix + "/",
     )
     app.include_router(ops_router)
     app.include_router(ops_api_router, prefix=settings.api_v1_prefix)

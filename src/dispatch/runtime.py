@@ -13,6 +13,7 @@ from dispatch.config import Settings
 from dispatch.db.engine import Database
 from dispatch.security.ratelimit import RateLimiter
 from dispatch.security.sessions import SessionSigner
+from dispatch.security.usage import KeyUsage
 from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.metrics import Metrics
 
@@ -28,6 +29,7 @@ class Runtime:
     http: httpx.AsyncClient
     redis: Redis | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
+    key_usage: KeyUsage = field(default_factory=KeyUsage)
     started_at: float = field(default_factory=time.time)
 
     async def close(self) -> None:

@@ -6,9 +6,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +20,6 @@ from dispatch.security.scopes import ALL_SCOPES, SCOPE_VALUES, Scope
 
 KEY_PREFIX = "dsp_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
-LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def generate_key() -> str:
@@ -120,12 +119,3 @@ def key_principal(record: ApiKey) -> Principal:
         scopes=scopes,
         key_id=record.id,
     )
-
-
-def needs_touch(record: ApiKey, now: datetime) -> bool:
-    """Whether last_used_at is stale enough to be worth a write."""
-    return record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION
-
-
-async def touch_last_used(session: AsyncSession, key_id: int, now: datetime) -> None:
-    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))

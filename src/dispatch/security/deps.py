@@ -50,11 +50,7 @@ async def resolve_principal(runtime: RuntimeDep, session: SessionDep, key: str) 
     record = await api_keys.find_usable_key(session, key)
     if record is None:
         return None
-    now = utcnow()
-    if api_keys.needs_touch(record, now):
-        # Its own short write transaction: a GET's read transaction never upgrades.
-        async with runtime.database.session(write=True) as writer:
-            await api_keys.touch_last_used(writer, record.id, now)
+    runtime.key_usage.record(record.id, utcnow())
     return api_keys.key_principal(record)
 
 

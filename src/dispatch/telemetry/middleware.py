@@ -54,6 +54,22 @@ def route_template(scope: Scope, templates: dict[int, str]) -> str:
     return template if isinstance(template, str) else UNMATCHED_ROUTE
 
 
+def _emit_usage(scope: Scope, route: str, status: int, elapsed: float) -> None:
+    """Seed 000's API-usage telemetry event, one per API call."""
+    runtime = getattr(scope["app"].state, "runtime", None)
+    if runtime is None or not runtime.telemetry.enabled:
+        return
+    principal = scope.get("state", {}).get("principal")
+    runtime.telemetry.emit(
+        "api.usage",
+        method=scope["method"],
+        route=route,
+        status=status,
+        client=principal.identity if principal is not None else None,
+        duration_ms=round(elapsed * 1000, 2),
+    )
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -62,10 +78,12 @@ class RequestContextMiddleware:
         metrics: Metrics,
         max_body_bytes: int,
         templates: dict[int, str],
+        usage_prefix: str,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.templates = templates
+        self.usage_prefix = usage_prefix
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,6 +139,8 @@ class RequestContextMiddleware:
                 status=response["status"],
                 duration_ms=round(elapsed * 1000, 2),
             )
+            if scope["path"].startswith(self.usage_prefix):
+                _emit_usage(scope, route, response["status"], elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
 
     def _declared_too_large(self, scope: Scope) -> bool:

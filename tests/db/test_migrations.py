@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dispatch.app import PendingMigrations, create_app
+from dispatch.config import normalise_database_url
+from dispatch.db import migrations
+from dispatch.db.base import Base
+from dispatch.db.engine import Database
+from tests.support import admin_headers, make_settings, running_app
+
+
+async def test_embedded_sqlite_migrates_itself_on_start(tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path}/fresh.db")
+    async with running_app(settings) as client:
+        response = await client.get("/api/v1/keys", headers=admin_headers())
+    assert response.status_code == 200
+    database = Database(settings)
+    try:
+        assert await migrations.pending_revisions(database) == []
+    finally:
+        await database.dispose()
+
+
+async def test_pending_revisions_are_listed(tmp_path: Path) -> None:
+    database = Database(make_settings(database_url=f"sqlite:///{tmp_path}/empty.db"))
+    try:
+        assert await migrations.pending_revisions(database) == ["0001"]
+        await migrations.upgrade(database)
+        assert await migrations.pending_revisions(database) == []
+    finally:
+        await database.dispose()
+
+
+async def _schema(url: str, statement: str) -> None:
+    engine = create_async_engine(normalise_database_url(url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def test_postgres_refuses_to_start_with_pending_migrations(postgres_url: str) -> None:
+    schema = f"dispatch_pending_{uuid.uuid4().hex[:8]}"
+    await _schema(postgres_url, f"CREATE SCHEMA {schema}")
+    try:
+        settings = make_settings(database_url=postgres_url, database_schema=schema)
+        with pytest.raises(PendingMigrations, match="dispatch migrate"):
+            async with LifespanManager(create_app(settings)):
+                pass
+        database = Database(settings)
+        try:
+            await migrations.upgrade(database)
+        finally:
+            await database.dispose()
+        async with running_app(settings) as client:
+            assert (await client.get("/ready")).status_code == 200
+    finally:
+        await _schema(postgres_url, f"DROP SCHEMA {schema} CASCADE")
+
+
+async def test_models_match_migrations(db_settings: dict[str, Any]) -> None:
+    """The same check as CI's `alembic check`, on this test's database."""
+
+    def diff(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    database = Database(make_settings(**db_settings))
+    try:
+        async with database.engine.connect() as connection:
+            assert await connection.run_sync(diff) == []
+    finally:
+        await database.dispose()

@@ -1,0 +1,195 @@
+"""Helpers the tests share: settings, app clients, a live server, a TCP proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import uvicorn
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from dispatch.app import create_app
+from dispatch.config import Settings, load_settings
+
+MASTER_KEY = "dsp_test-master-key-0123456789abcdefghijklmnop"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def test_database_url() -> str | None:
+    return os.environ.get("DISPATCH_TEST_DATABASE_URL") or None
+
+
+def test_redis_url() -> str | None:
+    return os.environ.get("DISPATCH_TEST_REDIS_URL") or None
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test: no .env, and nothing taken from the machine's environment."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "master_key": MASTER_KEY,
+        "api_keys": "",
+        "redis_url": None,
+        "gateway_admin_password": ADMIN_PASSWORD,
+        "telemetry_endpoint": None,
+        "request_rate_per_minute": 10_000,
+        "login_rate_per_minute": 10_000,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    settings: Settings, app: FastAPI | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, reached in-process through an ASGI transport."""
+    app = app or create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def admin_headers(key: str = MASTER_KEY) -> dict[str, str]:
+    return {"X-Dispatch-Key": key}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """The real app under uvicorn on a loopback port, in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class TcpProxy:
+    """A loopback TCP relay that can be cut and restored, to take a dependency 'down'."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+
+
+@contextlib.contextmanager
+def env_vars(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class HttpSink:
+    """A real HTTP server on loopback that records JSON bodies; can fail the first N calls."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.received: list[Any] = []
+        self.calls = 0
+        self.fail_first = fail_first
+
+        async def collect(request: Request) -> JSONResponse:
+            self.calls += 1
+            if self.calls <= self.fail_first:
+                return JSONResponse({"error": "try later"}, status_code=503)
+            self.received.append(await request.json())
+            return JSONResponse({"ok": True})
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/collect"
+        app = Starlette(routes=[Route("/collect", collect, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> HttpSink:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sink did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
