@@ -77,6 +77,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.database_kind = settings.database_kind
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
         )

@@ -22,10 +22,17 @@ from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
 
 _dispatch_key = APIKeyHeader(
-    name="X-Dispatch-Key", auto_error=False, description="Dispatch API key (seed 000 header)"
+    name="X-Dispatch-Key",
+    scheme_name="DispatchKey",
+    auto_error=False,
+    description="Dispatch API key (seed 000 header)",
 )
-_api_token = APIKeyHeader(name="X-API-Token", auto_error=False, description="Dispatch API key")
-_bearer = HTTPBearer(auto_error=False, description="Dispatch API key as a bearer token")
+_api_token = APIKeyHeader(
+    name="X-API-Token", scheme_name="ApiToken", auto_error=False, description="Dispatch API key"
+)
+_bearer = HTTPBearer(
+    scheme_name="Bearer", auto_error=False, description="Dispatch API key as a bearer token"
+)
 
 
 def presented_key(

@@ -40,14 +40,20 @@ def route_templates(app: FastAPI) -> dict[int, str]:
     """Full path templates (router prefixes included) of every route, by route identity."""
     templates: dict[int, str] = {}
     for context in iter_route_contexts(app.routes):
-        if context.path_format:
-            templates[id(context.original_route)] = context.path_format
+        if not context.path_format:
+            continue
+        route = context.original_route
+        templates[id(route)] = context.path_format
+        # Plain Starlette routes and mounts are found by their endpoint instead.
+        for handler in (getattr(route, "endpoint", None), getattr(route, "app", None)):
+            if handler is not None:
+                templates.setdefault(id(handler), context.path_format)
     return templates
 
 
 def route_template(scope: Scope, templates: dict[int, str]) -> str:
     """The matched route's template, so metrics keep one series per route, not per id."""
-    route = scope.get("route")
+    route = scope.get("route") or scope.get("endpoint")
     if route is None:
         return UNMATCHED_ROUTE
     template = templates.get(id(route), getattr(route, "path", None))
