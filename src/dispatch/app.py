@@ -37,22 +37,6 @@ SESSION_PRUNE_SECONDS = 600.0
 KEY_USAGE_FLUSH_SECONDS = 15.0
 
 
-class PendingMigrations(RuntimeError):
-    """The database is behind the code and this deployment does not migrate by itself."""
-
-
-async def prepare_database(database: Database, settings: Settings) -> None:
-    """Migrate the embedded SQLite default; elsewhere refuse to run behind the code."""
-    if settings.is_embedded:
-        await migrations.upgrade(database)
-        return
-    pending = await migrations.pending_revisions(database)
-    if pending:
-        raise PendingMigrations(
-            f"the database is missing migrations {', '.join(pending)}; run `dispatch migrate` first"
-        )
-
-
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     database = Database(settings)
     http = httpx.AsyncClient(
@@ -107,7 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     runtime = build_runtime(settings, app.state.metrics)
     try:
-        await prepare_database(runtime.database, settings)
+        await migrations.prepare(runtime.database, settings)
     except BaseException:
         await runtime.close()
         raise

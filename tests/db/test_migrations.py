@@ -12,11 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from dispatch.app import PendingMigrations, create_app
+from dispatch.app import create_app
 from dispatch.config import normalise_database_url
 from dispatch.db import migrations
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
+from dispatch.db.migrations import PendingMigrations
 from tests.support import admin_headers, make_settings, running_app
 
 

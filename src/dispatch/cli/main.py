@@ -12,7 +12,6 @@ import typer
 import uvicorn
 
 from dispatch import __version__
-from dispatch.app import prepare_database
 from dispatch.config import ConfigError, Settings, load_settings
 from dispatch.db import migrations
 from dispatch.db.base import utcnow
@@ -52,7 +51,7 @@ def _with_database(
         database = Database(settings)
         try:
             if prepare:
-                await prepare_database(database, settings)
+                await migrations.prepare(database, settings)
             return await action(database)
         finally:
             await database.dispose()

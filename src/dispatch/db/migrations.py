@@ -10,7 +10,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from dispatch.config import Settings
 from dispatch.db.engine import Database
+
+
+class PendingMigrations(RuntimeError):
+    """The database is behind the code and this deployment does not migrate by itself."""
 
 
 def migrations_path() -> Path:
@@ -53,3 +58,15 @@ async def pending_revisions(database: Database) -> list[str]:
     for head in current:
         applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
     return [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
+
+
+async def prepare(database: Database, settings: Settings) -> None:
+    """Migrate the embedded SQLite default; elsewhere refuse to run behind the code."""
+    if settings.is_embedded:
+        await upgrade(database)
+        return
+    pending = await pending_revisions(database)
+    if pending:
+        raise PendingMigrations(
+            f"the database is missing migrations {', '.join(pending)}; run `dispatch migrate` first"
+        )
