@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from dispatch import __version__
@@ -22,6 +21,7 @@ from dispatch.ops.routes import api_router as ops_api_router
 from dispatch.ops.routes import router as ops_router
 from dispatch.runtime import Runtime
 from dispatch.security import sessions
+from dispatch.security.cors import EnvelopeCORSMiddleware
 from dispatch.security.ratelimit import RateLimiter
 from dispatch.security.routes import router as keys_router
 from dispatch.telemetry.events import Telemetry
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        CORSMiddleware,
+        EnvelopeCORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_credentials=settings.cors_credentials_effective,
         allow_methods=["*"],
