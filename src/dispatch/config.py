@@ -6,6 +6,7 @@ rest are documented in the README's configuration table.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -207,11 +208,16 @@ class Settings(BaseSettings):
         return self.cors_allow_credentials and "*" not in self.allowed_origins
 
     def env_api_keys(self) -> list[str]:
-        """Keys accepted from the environment: MASTER_KEY and API_KEYS."""
+        """Keys accepted from the environment: API_KEYS, then MASTER_KEY last."""
         keys = [key.get_secret_value() for key in self.api_keys]
         if self.master_key is not None:
             keys.append(self.master_key.get_secret_value())
         return [key for key in keys if key]
+
+    @cached_property
+    def env_key_digests(self) -> tuple[bytes, ...]:
+        """SHA-256 of each environment key, computed once for constant-time matching."""
+        return tuple(hashlib.sha256(key.encode()).digest() for key in self.env_api_keys())
 
 
 def normalise_database_url(url: str) -> str:

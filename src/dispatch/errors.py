@@ -192,6 +192,7 @@ async def _handle_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     html = await _maybe_html(request, exc.status, exc.code, exc.message)
     if html is not None:
+        html.headers.update(exc.headers)
         return html
     return error_response(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,3 +88,41 @@ async def test_models_match_migrations(db_settings: dict[str, Any]) -> None:
             assert await connection.run_sync(diff) == []
     finally:
         await database.dispose()
+
+
+async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path}/newer.db")
+    database = Database(settings)
+    try:
+        await migrations.upgrade(database)
+        async with database.session() as session:
+            await session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(migrations.UnknownRevision, match="9999"):
+            await migrations.prepare(database, settings)
+    finally:
+        await database.dispose()
+
+
+def test_serve_refuses_pending_migrations_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    schema = f"dispatch_pending_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_schema(postgres_url, f"CREATE SCHEMA {schema}"))
+    try:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DATABASE_URL": postgres_url,
+            "DATABASE_SCHEMA": schema,
+            "MASTER_KEY": "dsp_cli-test-key-0123456789",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "dispatch", "serve", "--workers", "2", "--port", "1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        asyncio.run(_schema(postgres_url, f"DROP SCHEMA {schema} CASCADE"))
+    assert result.returncode == 1
+    assert "run `dispatch migrate` first" in result.stderr

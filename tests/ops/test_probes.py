@@ -22,3 +22,10 @@ async def test_ready_reports_database(client: httpx.AsyncClient) -> None:
     assert body["status"] == "ready"
     assert body["checks"]["database"]["ok"] is True
     assert "redis" not in body["checks"]
+
+
+async def test_probes_answer_head_for_load_balancers(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/health", "/ready"):
+        response = await client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""

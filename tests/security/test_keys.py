@@ -161,7 +161,7 @@ async def test_api_keys_from_environment_are_accepted(db_settings: dict[str, obj
 
 
 def test_env_key_match_is_exact() -> None:
-    keys = ["alpha", "beta"]
-    assert api_keys.match_env_key("beta", keys) == 1
-    assert api_keys.match_env_key("bet", keys) is None
-    assert api_keys.match_env_key("betaa", keys) is None
+    digests = [api_keys.key_digest(key) for key in ("alpha", "beta")]
+    assert api_keys.match_env_key("beta", digests) == 1
+    assert api_keys.match_env_key("bet", digests) is None
+    assert api_keys.match_env_key("betaa", digests) is None

@@ -28,6 +28,23 @@ async def test_over_budget_gets_429_envelope_with_headers(db_settings: dict[str,
     assert refused.headers["RateLimit-Remaining"] == "0"
 
 
+async def test_refusals_for_auth_carry_the_budget_headers(db_settings: dict[str, Any]) -> None:
+    async with running_app(_limited(db_settings)) as client:
+        refused = await client.get("/api/v1/keys", headers={"X-Dispatch-Key": "guess"})
+    assert refused.status_code == 401
+    assert refused.headers["RateLimit-Remaining"] == "2"
+
+
+async def test_ui_rate_limit_page_has_retry_after(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, login_rate_per_minute=1)
+    async with running_app(settings) as client:
+        await client.post("/ui/login", data={"secret": "x"})
+        refused = await client.post("/ui/login", data={"secret": "x"})
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("text/html")
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
 async def test_each_principal_has_its_own_budget(db_settings: dict[str, Any]) -> None:
     settings = _limited(db_settings, api_keys="second-key")
     async with running_app(settings) as client:

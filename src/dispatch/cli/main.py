@@ -56,7 +56,11 @@ def _with_database(
         finally:
             await database.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (migrations.PendingMigrations, migrations.UnknownRevision) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -87,6 +91,8 @@ def serve(
         if generated is not None:
             _announce_master_key(generated, env_file)
             settings = _settings(env_file)
+    # Check (or, embedded, apply) migrations once here, before any worker process starts.
+    _with_database(settings, lambda database: migrations.prepare(database, settings), prepare=False)
     uvicorn.run(
         "dispatch.app:create_app_from_env",
         factory=True,

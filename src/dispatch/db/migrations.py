@@ -18,6 +18,10 @@ class PendingMigrations(RuntimeError):
     """The database is behind the code and this deployment does not migrate by itself."""
 
 
+class UnknownRevision(RuntimeError):
+    """The database carries a revision this code does not know: newer code migrated it."""
+
+
 def migrations_path() -> Path:
     """The migration scripts: inside the installed wheel, else the source tree's ``migrations/``."""
     packaged = Path(__file__).resolve().parent.parent / "_migrations"
@@ -43,15 +47,29 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
 
 async def upgrade(database: Database, target: str = "head") -> None:
     """Apply migrations up to ``target`` in one transaction."""
+    await _known_heads(database, ScriptDirectory.from_config(alembic_config()))
     async with database.write_engine.begin() as connection:
         await connection.run_sync(_upgrade, alembic_config(), target)
+
+
+async def _known_heads(database: Database, script: ScriptDirectory) -> set[str]:
+    """The database's current revisions, refusing any this code has never heard of."""
+    async with database.engine.connect() as connection:
+        current = set(await connection.run_sync(_current_heads))
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:
+        raise UnknownRevision(
+            f"the database is at revision {', '.join(unknown)}, which this version of Dispatch "
+            "does not know: it was migrated by a newer release; run that release instead"
+        )
+    return current
 
 
 async def pending_revisions(database: Database) -> list[str]:
     """Head revisions the database has not reached yet (empty when up to date)."""
     script = ScriptDirectory.from_config(alembic_config())
-    async with database.engine.connect() as connection:
-        current = set(await connection.run_sync(_current_heads))
+    current = await _known_heads(database, script)
     if set(script.get_heads()) == current:
         return []
     applied: set[str] = set()

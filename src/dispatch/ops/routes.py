@@ -58,6 +58,13 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
+# Load balancers often probe with HEAD; same handlers, kept out of the schema.
+for _path, _endpoint in (("/", root), ("/health", health), ("/ready", ready)):
+    router.add_api_route(
+        _path, _endpoint, methods=["HEAD"], include_in_schema=False, response_model=None
+    )
+
+
 async def _metrics_access(
     request: Request,
     response: Response,

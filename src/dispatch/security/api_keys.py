@@ -36,13 +36,17 @@ def display_prefix(key: str) -> str:
     return key[:PREFIX_LENGTH]
 
 
-def match_env_key(presented: str, env_keys: Iterable[str]) -> int | None:
-    """Index of the environment key equal to ``presented``, compared in constant time."""
-    digest = hashlib.sha256(presented.encode()).digest()
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def match_env_key(presented: str, env_digests: Iterable[bytes]) -> int | None:
+    """Index of the environment key whose digest matches, compared in constant time."""
+    digest = key_digest(presented)
     found: int | None = None
-    for index, key in enumerate(env_keys):
-        # Compare digests so every comparison takes the same time whatever the lengths.
-        if hmac.compare_digest(digest, hashlib.sha256(key.encode()).digest()) and found is None:
+    for index, candidate in enumerate(env_digests):
+        # Digests have one length, and every candidate is compared: no early exit to time.
+        if hmac.compare_digest(digest, candidate) and found is None:
             found = index
     return found
 

@@ -1,7 +1,7 @@
 """First-launch master key: generated once, written to ``.env`` with mode 0600.
 
 Seed 000 did this at import time; here it happens only when ``dispatch serve``
-starts (or ``dispatch keys bootstrap`` is run), never as a side effect of importing.
+starts without any key configured, never as a side effect of importing.
 """
 
 from __future__ import annotations

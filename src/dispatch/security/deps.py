@@ -49,10 +49,10 @@ def presented_key(
 
 async def resolve_principal(runtime: RuntimeDep, session: SessionDep, key: str) -> Principal | None:
     """The principal a key stands for, or None when it is unknown, expired or revoked."""
-    env_keys = runtime.settings.env_api_keys()
-    index = api_keys.match_env_key(key, env_keys)
+    digests = runtime.settings.env_key_digests
+    index = api_keys.match_env_key(key, digests)
     if index is not None:
-        is_master = runtime.settings.master_key is not None and index == len(env_keys) - 1
+        is_master = runtime.settings.master_key is not None and index == len(digests) - 1
         return api_keys.env_principal(index, is_master)
     record = await api_keys.find_usable_key(session, key)
     if record is None:
@@ -82,17 +82,18 @@ class Authorize:
             principal.identity if principal else "ip:" + client_ip(request, runtime.limiter.trusted)
         )
         state = await runtime.limiter.hit(self.group, identity)
-        if state is not None:
-            response.headers.update(state.headers())
+        limit_headers = state.headers() if state is not None else {}
+        response.headers.update(limit_headers)
         if principal is None:
             message = (
                 "Invalid, expired or revoked API key" if key else "A valid API key is required"
             )
-            raise Unauthorized(message)
+            raise Unauthorized(message, headers=limit_headers)
         if self.scope is not None and not principal.allows(self.scope):
             raise Forbidden(
                 f"This key lacks the '{self.scope}' scope",
                 details={"required_scope": str(self.scope), "scopes": sorted(principal.scopes)},
+                headers=limit_headers,
             )
         return principal
 

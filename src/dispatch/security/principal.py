@@ -1,4 +1,4 @@
-"""Who is calling: an environment key, a stored API key or an admin UI session."""
+"""Who is calling: a key from the environment or a stored API key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from dispatch.security.scopes import Scope
 
-PrincipalKind = Literal["env", "key", "session"]
+PrincipalKind = Literal["env", "key"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,13 +40,17 @@ def secure_cookies(runtime: Runtime, request: Request) -> bool:
     return runtime.settings.environment == "production" or request.url.scheme == "https"
 
 
-async def current_user(request: Request, runtime: RuntimeDep, session: SessionDep) -> UiUser:
+async def current_user(
+    request: Request, response: Response, runtime: RuntimeDep, session: SessionDep
+) -> UiUser:
     signed = request.cookies.get(sessions.SESSION_COOKIE)
     token = runtime.signer.unsign(signed) if signed else None
     row = await sessions.load_session(session, token, utcnow()) if token else None
     if row is None or token is None:
         raise LoginRequired("Log in to use the admin UI")
-    await runtime.limiter.hit("ui", "session:" + row.token_hash[:16])
+    state = await runtime.limiter.hit("ui", "session:" + row.token_hash[:16])
+    if state is not None:
+        response.headers.update(state.headers())
     return UiUser(session=row, token=token)
 
 
