@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +13,8 @@ from sqlalchemy.engine import Connection
 
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+
+log = structlog.get_logger(__name__)
 
 
 class PendingMigrations(RuntimeError):
@@ -47,9 +50,13 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
 
 async def upgrade(database: Database, target: str = "head") -> None:
     """Apply migrations up to ``target`` in one transaction."""
-    await _known_heads(database, ScriptDirectory.from_config(alembic_config()))
+    pending = await pending_revisions(database)
+    if not pending:
+        return
+    log.info("db.migrating", revisions=pending, database=database.kind)
     async with database.write_engine.begin() as connection:
         await connection.run_sync(_upgrade, alembic_config(), target)
+    log.info("db.migrated", revisions=pending)
 
 
 async def _known_heads(database: Database, script: ScriptDirectory) -> set[str]:

@@ -54,5 +54,7 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # Dispatch logs migrations itself (db.migrating / db.migrated); Alembic's lines are noise.
+    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
     # Dispatch logs each request itself, with the request id; uvicorn's line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
