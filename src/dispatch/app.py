@@ -27,7 +27,7 @@ from dispatch.security.routes import router as keys_router
 from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.logging import configure_logging, resolve_format
 from dispatch.telemetry.metrics import Metrics
-from dispatch.telemetry.middleware import RequestContextMiddleware, route_templates
+from dispatch.telemetry.middleware import RequestContextMiddleware
 from dispatch.web import docs as web_docs
 from dispatch.web import routes as web_routes
 
@@ -153,20 +153,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "RateLimit-Reset",
         ],
     )
-    templates: dict[int, str] = {}
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_request_body_bytes,
-        templates=templates,
         usage_prefix=settings.api_v1_prefix + "/",
+        log_level=settings.log_level,
     )
     app.include_router(ops_router)
     app.include_router(ops_api_router, prefix=settings.api_v1_prefix)
     app.include_router(keys_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
-    templates.update(route_templates(app))
     return app
 
 

@@ -14,19 +14,23 @@ from dispatch.runtime import Runtime
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are ``async def`` even when they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop per request for nothing.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
-    return get_runtime(request).settings
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; it commits before the response is sent."""
     write = request.method not in _READ_METHODS
-    async with get_runtime(request).database.session(write=write) as session:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.database.session(write=write) as session:
         yield session
 
 

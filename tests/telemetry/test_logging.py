@@ -31,7 +31,7 @@ async def test_json_logs_carry_the_request_id(
     db_settings: dict[str, Any], capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     configure_logging("INFO", "json")
-    async with running_app(make_settings(**db_settings)) as client:
+    async with running_app(make_settings(**db_settings, log_level="INFO")) as client:
         response = await client.get("/api/v1/system", headers=admin_headers())
     records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     requests = [r for r in records if r.get("event") == "http.request"]

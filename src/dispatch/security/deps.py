@@ -35,7 +35,7 @@ _bearer = HTTPBearer(
 )
 
 
-def presented_key(
+async def presented_key(
     dispatch_key: Annotated[str | None, Depends(_dispatch_key)],
     api_token: Annotated[str | None, Depends(_api_token)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

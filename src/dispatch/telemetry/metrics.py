@@ -32,6 +32,7 @@ class Metrics:
     """Every metric Dispatch exports."""
 
     def __init__(self) -> None:
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "dispatch_http_requests",
@@ -72,8 +73,17 @@ class Metrics:
         self.registry.register(_PoolCollector(read_pool))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # labels() hashes and locks on every call; routes are few, so keep the children.
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

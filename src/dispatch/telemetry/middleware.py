@@ -8,15 +8,14 @@ exception reaches it first and becomes an enveloped 500 carrying the request id.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, HTTPException
-from fastapi.routing import iter_route_contexts
-from starlette.datastructures import MutableHeaders
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.errors import envelope
@@ -29,34 +28,22 @@ _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _request_headers(scope: Scope) -> tuple[str | None, int | None]:
+    """X-Request-ID and Content-Length, read in one pass over the raw headers."""
+    request_id: str | None = None
+    length: int | None = None
     for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif key == b"content-length" and value.isdigit():
+            length = int(value)
+    return request_id, length
 
 
-def route_templates(app: FastAPI) -> dict[int, str]:
-    """Full path templates (router prefixes included) of every route, by route identity."""
-    templates: dict[int, str] = {}
-    for context in iter_route_contexts(app.routes):
-        if not context.path_format:
-            continue
-        route = context.original_route
-        templates[id(route)] = context.path_format
-        # Plain Starlette routes and mounts are found by their endpoint instead.
-        for handler in (getattr(route, "endpoint", None), getattr(route, "app", None)):
-            if handler is not None:
-                templates.setdefault(id(handler), context.path_format)
-    return templates
-
-
-def route_template(scope: Scope, templates: dict[int, str]) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's template, so metrics keep one series per route, not per id."""
-    route = scope.get("route") or scope.get("endpoint")
-    if route is None:
-        return UNMATCHED_ROUTE
-    template = templates.get(id(route), getattr(route, "path", None))
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) else UNMATCHED_ROUTE
 
 
@@ -83,35 +70,37 @@ class RequestContextMiddleware:
         *,
         metrics: Metrics,
         max_body_bytes: int,
-        templates: dict[int, str],
         usage_prefix: str,
+        log_level: str = "INFO",
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.templates = templates
         self.usage_prefix = usage_prefix
         self.max_body_bytes = max_body_bytes
+        # Decided once: building an access-log record nobody will see costs more than the check.
+        self.log_threshold = logging.getLevelName(log_level)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = _header(scope, b"x-request-id")
-        request_id = supplied if supplied and _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        supplied, length = _request_headers(scope)
+        request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         response: dict[str, Any] = {"status": 500, "started": False}
+        request_id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
                 response["started"] = True
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
-            if self._declared_too_large(scope):
+            if length is not None and length > self.max_body_bytes:
                 await self._send_error(
                     send_with_id,
                     request_id,
@@ -132,26 +121,26 @@ class RequestContextMiddleware:
                     "An unexpected error occurred; quote the request id",
                 )
         finally:
-            elapsed = time.perf_counter() - started
-            route = route_template(scope, self.templates)
-            self.metrics.observe_request(scope["method"], route, response["status"], elapsed)
-            level = "debug" if scope["path"] in _QUIET_PATHS else "info"
+            self._record(scope, response["status"], time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Metrics, the access log line and the API-usage telemetry event."""
+        route = route_template(scope)
+        self.metrics.observe_request(scope["method"], route, status, elapsed)
+        level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
+        if level >= self.log_threshold:
             log.log(
-                10 if level == "debug" else 20,
+                level,
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],
                 route=route,
-                status=response["status"],
+                status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
-            if scope["path"].startswith(self.usage_prefix):
-                _emit_usage(scope, route, response["status"], elapsed)
-            structlog.contextvars.unbind_contextvars("request_id")
-
-    def _declared_too_large(self, scope: Scope) -> bool:
-        length = _header(scope, b"content-length")
-        return length is not None and length.isdigit() and int(length) > self.max_body_bytes
+        if scope["path"].startswith(self.usage_prefix):
+            _emit_usage(scope, route, status, elapsed)
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0
