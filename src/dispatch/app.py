@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from dispatch import __version__
 from dispatch.background import Supervisor, every
@@ -31,10 +31,19 @@ from dispatch.telemetry.middleware import RequestContextMiddleware
 from dispatch.web import docs as web_docs
 from dispatch.web import routes as web_routes
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 log = structlog.get_logger(__name__)
 
 SESSION_PRUNE_SECONDS = 600.0
 KEY_USAGE_FLUSH_SECONDS = 15.0
+
+
+def _redis_client(url: str) -> Redis:
+    from redis.asyncio import Redis  # only deployments that use Redis pay for importing it
+
+    return Redis.from_url(url)
 
 
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
@@ -44,7 +53,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         limits=httpx.Limits(max_connections=settings.max_connections),
         headers={"User-Agent": settings.user_agent},
     )
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = _redis_client(settings.redis_url) if settings.redis_url else None
     per_minute = settings.request_rate_per_minute
     limiter = RateLimiter(
         settings,

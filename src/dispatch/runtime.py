@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
-from redis.asyncio import Redis
 
 from dispatch.background import Supervisor
 from dispatch.config import Settings
@@ -16,6 +16,9 @@ from dispatch.security.sessions import SessionSigner
 from dispatch.security.usage import KeyUsage
 from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # redis is imported only when REDIS_URL is set (about 6 MB of modules)
+    from redis.asyncio import Redis
 
 
 @dataclass

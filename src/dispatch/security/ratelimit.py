@@ -12,15 +12,18 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from dispatch.config import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 from dispatch.errors import RateLimited
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,110 @@
+"""Start a server under test, time it until ``/health`` answers, measure it, stop it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+POLL_INTERVAL_SECONDS = 0.01
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+_LOG_TAIL_CHARS = 4000
+
+
+class ServerFailed(RuntimeError):
+    """The server exited or never became healthy; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: Path
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    ready_seconds: float
+
+    def rss_mb(self) -> float:
+        """Resident memory (VmRSS) of the server and any children it spawned, in MB (10^6 B)."""
+        parent = psutil.Process(self.process.pid)
+        processes = [parent, *parent.children(recursive=True)]
+        return sum(p.memory_info().rss for p in processes) / 1_000_000
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(spec: ServerSpec) -> Iterator[RunningServer]:
+    """Spawn the server, wait until it is healthy, and always stop it on exit."""
+    spawned = time.perf_counter()
+    with spec.log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(spec.argv), cwd=spec.cwd, env=dict(spec.env), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        ready = _wait_healthy(process, spec, spawned)
+        yield RunningServer(process, spec.base_url, ready)
+    finally:
+        stop(process)
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], spec: ServerSpec, spawned: float) -> float:
+    """Seconds from spawn until ``GET /health`` first returns 200."""
+    deadline = spawned + READY_TIMEOUT_SECONDS
+    with httpx.Client(base_url=spec.base_url, timeout=1.0) as client:
+        while time.perf_counter() < deadline:
+            if process.poll() is not None:
+                raise ServerFailed(f"exited with {process.returncode}:\n{_log_tail(spec)}")
+            try:
+                if client.get("/health").status_code == 200:
+                    return time.perf_counter() - spawned
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(POLL_INTERVAL_SECONDS)
+    raise ServerFailed(f"not healthy after {READY_TIMEOUT_SECONDS:.0f} s:\n{_log_tail(spec)}")
+
+
+def _log_tail(spec: ServerSpec) -> str:
+    text = spec.log_path.read_text(encoding="utf-8", errors="replace")
+    return text[-_LOG_TAIL_CHARS:]
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """SIGTERM for a graceful shutdown, SIGKILL if it hangs; children too."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for child in alive:
+        child.kill()
