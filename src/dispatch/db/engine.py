@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from dispatch.config import DatabaseKind, Settings
+from dispatch.db import sqlite
 
 _BEGIN_OPTION = "dispatch_sqlite_begin"
 _AUTOCOMMIT = "AUTOCOMMIT"
@@ -72,6 +73,7 @@ class Database:
             options["pool_pre_ping"] = True
         else:
             options["pool_reset_on_return"] = None
+            options["module"] = sqlite.dbapi()
         self.engine = create_async_engine(settings.async_database_url, **options)
         reader = writer = self.engine
         if self.kind == "sqlite":

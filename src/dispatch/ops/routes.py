@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from dispatch import __version__
-from dispatch.deps import RuntimeDep, SessionDep
+from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES
 from dispatch.ops import service
 from dispatch.ops.schemas import HealthOut, ReadyOut, RootOut, ServiceInfoOut
@@ -69,11 +69,10 @@ async def _metrics_access(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    session: SessionDep,
     key: Annotated[str | None, Depends(presented_key)],
 ) -> None:
     if not runtime.settings.metrics_public:
-        await _metrics_auth(request, response, runtime, session, key)
+        await _metrics_auth(request, response, runtime, key)
 
 
 @router.get(

@@ -14,8 +14,9 @@ from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from dispatch.db.base import utcnow
-from dispatch.deps import RuntimeDep, SessionDep
+from dispatch.deps import RuntimeDep
 from dispatch.errors import Forbidden, Unauthorized
+from dispatch.runtime import Runtime
 from dispatch.security import api_keys
 from dispatch.security.principal import Principal
 from dispatch.security.ratelimit import client_ip
@@ -47,14 +48,17 @@ async def presented_key(
     return None
 
 
-async def resolve_principal(runtime: RuntimeDep, session: SessionDep, key: str) -> Principal | None:
+async def resolve_principal(runtime: Runtime, key: str) -> Principal | None:
     """The principal a key stands for, or None when it is unknown, expired or revoked."""
     digests = runtime.settings.env_key_digests
     index = api_keys.match_env_key(key, digests)
     if index is not None:
         is_master = runtime.settings.master_key is not None and index == len(digests) - 1
         return api_keys.env_principal(index, is_master)
-    record = await api_keys.find_usable_key(session, key)
+    # A short read of its own: environment keys need no connection at all, and the
+    # request's session (a write transaction on SQLite for POSTs) is left to the route.
+    async with runtime.database.session(write=False) as session:
+        record = await api_keys.find_usable_key(session, key)
     if record is None:
         return None
     runtime.key_usage.record(record.id, utcnow())
@@ -73,10 +77,9 @@ class Authorize:
         request: Request,
         response: Response,
         runtime: RuntimeDep,
-        session: SessionDep,
         key: Annotated[str | None, Depends(presented_key)],
     ) -> Principal:
-        principal = await resolve_principal(runtime, session, key) if key else None
+        principal = await resolve_principal(runtime, key) if key else None
         request.state.principal = principal
         identity = (
             principal.identity if principal else "ip:" + client_ip(request, runtime.limiter.trusted)

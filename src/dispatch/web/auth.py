@@ -97,14 +97,12 @@ def check_login_csrf(runtime: Runtime, request: Request, submitted: str | None) 
         raise Forbidden("CSRF token missing or invalid; reload the login page", code="csrf_failed")
 
 
-async def authenticate_login(
-    runtime: Runtime, session: SessionDep, secret: str
-) -> tuple[str, Principal | None] | None:
+async def authenticate_login(runtime: Runtime, secret: str) -> tuple[str, Principal | None] | None:
     """Match the admin password or an admin-scoped key; None when neither matches."""
     password = runtime.settings.gateway_admin_password.get_secret_value()
     if password and hmac.compare_digest(secret.encode(), password.encode()):
         return "password", None
-    principal = await resolve_principal(runtime, session, secret)
+    principal = await resolve_principal(runtime, secret)
     if principal is None:
         return None
     if not principal.allows(Scope.ADMIN):

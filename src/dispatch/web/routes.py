@@ -73,7 +73,7 @@ async def login(
 ) -> Response:
     await runtime.limiter.hit("login", "ip:" + client_ip(request, runtime.limiter.trusted))
     check_login_csrf(runtime, request, csrf_token)
-    outcome = await authenticate_login(runtime, session, secret) if secret else None
+    outcome = await authenticate_login(runtime, secret) if secret else None
     if outcome is None:
         return _login_page(request, runtime, next, "Wrong password or key.", 401)
     method, principal = outcome
