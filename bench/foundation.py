@@ -35,7 +35,7 @@ from bench.common import (
     write_results,
 )
 from bench.loadgen import CONNECTIONS, THREADS, LoadError, LoadResult, ensure_wrk, run_wrk
-from bench.serving import RunningServer, ServerSpec, free_port, running
+from bench.serving import LOAD_CPUS, SERVER_CPUS, RunningServer, ServerSpec, free_port, running
 
 BENCHMARK = "foundation"
 MASTER_KEY = "dsp_bench_foundation_master_key_0123456789abcdef"
@@ -273,7 +273,8 @@ def render_section(rows: Sequence[Row], machine: dict[str, object], seconds: int
 (each first start runs the migrations, then a restart on the migrated database), reads idle
 RSS {IDLE_SETTLE_SECONDS:.0f} s after `/health` first answers, and then loads `GET /health` and
 an authenticated `GET /api/v1/keys` ({KEY_COUNT} keys) with `wrk -t{THREADS} -c{CONNECTIONS}`,
-alternating between the two servers for {LOAD_ROUNDS} rounds and reporting medians.
+alternating between the two servers for {LOAD_ROUNDS} rounds and reporting medians. Servers run
+pinned to core 0 and wrk to core 1, so the load generator never competes with the server.
 The baseline, `bench/bare_app.py`, is plain FastAPI serving the same two routes over a copy of
 the same database on the same uvicorn options, without Dispatch's middleware, key hashing or
 rate limiter. Ratio is Dispatch / bare FastAPI; start-up figures are medians.
@@ -325,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "connections": CONNECTIONS,
         "start_rounds": START_ROUNDS,
         "load_rounds": LOAD_ROUNDS,
+        "server_cpus": sorted(SERVER_CPUS),
+        "load_cpus": sorted(LOAD_CPUS),
         "idle_settle_seconds": IDLE_SETTLE_SECONDS,
     }
     payload = {

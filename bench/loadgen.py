@@ -10,7 +10,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-THREADS = 2
+from bench.serving import LOAD_CPUS, pin_to
+
+THREADS = 1  # wrk has a core of its own (see serving.LOAD_CPUS); one thread fills it
 CONNECTIONS = 32
 
 _UNIT_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -62,7 +64,9 @@ def run_wrk(url: str, seconds: int, headers: Mapping[str, str] | None = None) ->
     argv.append("--latency")
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
-    done = subprocess.run([*argv, url], check=False, capture_output=True, text=True)
+    done = subprocess.run(
+        [*argv, url], check=False, capture_output=True, text=True, preexec_fn=pin_to(LOAD_CPUS)
+    )
     if done.returncode != 0:
         raise LoadError(f"wrk failed on {url}: {done.stderr.strip() or done.stdout.strip()}")
     return parse_wrk(done.stdout, url)

@@ -39,3 +39,14 @@ async def test_listed_origins_get_credentials_and_others_nothing(
     assert error["code"] == "cors_refused"
     assert "origin" in error["message"]
     assert error["request_id"] == denied.headers["X-Request-ID"]
+
+
+async def test_plain_requests_still_vary_on_origin(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, allowed_origins='["https://ops.example"]')
+    async with running_app(settings) as client:
+        plain = await client.get("/health")
+        simple = await client.get("/health", headers={"Origin": "https://ops.example"})
+    assert plain.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in plain.headers
+    assert simple.headers["access-control-allow-origin"] == "https://ops.example"
+    assert "Origin" in simple.headers["vary"]

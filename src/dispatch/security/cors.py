@@ -5,23 +5,14 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from dispatch.errors import envelope, request_id_of
-
-_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 class EnvelopeCORSMiddleware(CORSMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if not any(key == b"origin" for key, _ in scope["headers"]):
-            # Not a CORS request: skip the header parsing, keep the Vary a cache needs.
-            await self.app(scope, receive, _with_vary(send))
-            return
-        if scope["method"] != "OPTIONS":
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
             await super().__call__(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -35,12 +26,3 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
             body = envelope(400, "cors_refused", message, None, request_id_of(scope.get("state")))
             response = JSONResponse(body, status_code=400, headers=kept)
         await response(scope, receive, send)
-
-
-def _with_vary(send: Send) -> Send:
-    async def send_with_vary(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), _VARY_ORIGIN]
-        await send(message)
-
-    return send_with_vary

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Literal
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 LogFormat = Literal["json", "console"]
+
+# Set by the request middleware for the duration of one request (a plain ContextVar is
+# cheaper per request than structlog's bind/unbind, and every task sees its own value).
+REQUEST_ID: ContextVar[str | None] = ContextVar("dispatch_request_id", default=None)
+
+
+def add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: the current request's id on every record logged while it runs."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
 
 def resolve_format(configured: str, environment: str) -> LogFormat:
@@ -26,6 +39,7 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     """Route structlog and stdlib logging through one handler on stderr."""
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

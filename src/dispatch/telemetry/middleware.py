@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -19,6 +20,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.errors import envelope
+from dispatch.telemetry.logging import REQUEST_ID
 from dispatch.telemetry.metrics import Metrics
 
 log = structlog.get_logger("dispatch.http")
@@ -26,18 +28,22 @@ log = structlog.get_logger("dispatch.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 UNMATCHED_ROUTE = "<unmatched>"
+_VARY_ORIGIN = (b"vary", b"Origin")
 
 
-def _request_headers(scope: Scope) -> tuple[str | None, int | None]:
-    """X-Request-ID and Content-Length, read in one pass over the raw headers."""
+def _request_headers(scope: Scope) -> tuple[str | None, int | None, bool]:
+    """X-Request-ID, Content-Length and whether Origin is present, in one pass."""
     request_id: str | None = None
     length: int | None = None
+    has_origin = False
     for key, value in scope["headers"]:
         if key == b"x-request-id":
             request_id = value.decode("latin-1")
         elif key == b"content-length" and value.isdigit():
             length = int(value)
-    return request_id, length
+        elif key == b"origin":
+            has_origin = True
+    return request_id, length, has_origin
 
 
 def route_template(scope: Scope) -> str:
@@ -72,8 +78,12 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         usage_prefix: str,
         log_level: str = "INFO",
+        cors: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.app = app
+        # CORS wraps the same inner app; requests without Origin skip its layer entirely
+        # and only get the Vary header a cache needs.
+        self.cors = cors(app) if cors is not None else None
         self.metrics = metrics
         self.usage_prefix = usage_prefix
         self.max_body_bytes = max_body_bytes
@@ -84,19 +94,25 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied, length = _request_headers(scope)
+        supplied, length, has_origin = _request_headers(scope)
         request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         response: dict[str, Any] = {"status": 500, "started": False}
-        request_id_header = (b"x-request-id", request_id.encode())
+        extra_headers = [(b"x-request-id", request_id.encode())]
+        inner = self.app
+        if self.cors is not None:
+            if has_origin:
+                inner = self.cors
+            else:
+                extra_headers.append(_VARY_ORIGIN)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
                 response["started"] = True
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
         try:
@@ -109,7 +125,7 @@ class RequestContextMiddleware:
                     f"Request body exceeds {self.max_body_bytes} bytes",
                 )
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                await inner(scope, self._limited(receive), send_with_id)
         except Exception:
             log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
             if not response["started"]:
@@ -122,7 +138,7 @@ class RequestContextMiddleware:
                 )
         finally:
             self._record(scope, response["status"], time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(token)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         """Metrics, the access log line and the API-usage telemetry event."""
