@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from dispatch.config import Settings, normalise_database_url
 from dispatch.db import migrations
 from dispatch.db.engine import Database
-from tests.support import make_settings, running_app, test_database_url, test_redis_url
+from tests.support import (
+    make_settings,
+    run_sql,
+    running_app,
+    test_database_url,
+    test_redis_url,
+)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -27,15 +33,6 @@ async def _migrate(settings: Settings) -> None:
         await migrations.upgrade(database)
     finally:
         await database.dispose()
-
-
-async def _postgres(url: str, statement: str) -> None:
-    engine = create_async_engine(normalise_database_url(url))
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +45,10 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         yield {"template": path}
         return
     schema = f"dispatch_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_postgres(url, f"CREATE SCHEMA {schema}"))
+    asyncio.run(run_sql(url, f"CREATE SCHEMA {schema}"))
     asyncio.run(_migrate(make_settings(database_url=url, database_schema=schema)))
     yield {"database_url": url, "database_schema": schema}
-    asyncio.run(_postgres(url, f"DROP SCHEMA {schema} CASCADE"))
+    asyncio.run(run_sql(url, f"DROP SCHEMA {schema} CASCADE"))
 
 
 async def _truncate(url: str, schema: str) -> None:

@@ -6,18 +6,23 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from dispatch.app import create_app
-from dispatch.config import Settings, load_settings
+from dispatch.config import Settings, load_settings, normalise_database_url
 
 MASTER_KEY = "dsp_test-master-key-0123456789abcdefghijklmnop"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -71,31 +76,42 @@ def free_port() -> int:
         return port
 
 
-class LiveServer:
-    """The real app under uvicorn on a loopback port, in a background thread."""
+class ThreadedServer:
+    """An ASGI app under a real uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.database_kind = settings.database_kind
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
-        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> LiveServer:
+    def start(self) -> None:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("live server did not start")
-            time.sleep(0.02)
+                raise RuntimeError(f"{type(self).__name__} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class LiveServer(ThreadedServer):
+    """The real Dispatch app, lifespan and all."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings))
+        self.database_kind = settings.database_kind
+
+    def __enter__(self) -> LiveServer:
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.stop()
 
 
 class TcpProxy:
@@ -141,21 +157,7 @@ class TcpProxy:
             self._writers.discard(writer)
 
 
-@contextlib.contextmanager
-def env_vars(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-class HttpSink:
+class HttpSink(ThreadedServer):
     """A real HTTP server on loopback that records JSON bodies; can fail the first N calls."""
 
     def __init__(self, fail_first: int = 0) -> None:
@@ -175,22 +177,35 @@ class HttpSink:
             self.received.append(await request.json())
             return JSONResponse({"ok": True})
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/collect"
-        app = Starlette(routes=[Route("/collect", collect, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(Starlette(routes=[Route("/collect", collect, methods=["POST"])]))
+        self.url = f"{self.url}/collect"
 
     def __enter__(self) -> HttpSink:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("sink did not start")
-            time.sleep(0.01)
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.stop()
+
+
+async def run_sql(url: str, statement: str) -> None:
+    """One statement on the PostgreSQL server behind ``url`` (schemas for isolation)."""
+    engine = create_async_engine(normalise_database_url(url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m dispatch ARGS`` with only PATH and ``env`` in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "dispatch", *args],
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

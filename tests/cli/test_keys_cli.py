@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import make_settings, running_app
+from tests.support import make_settings, run_cli, running_app
 
 
 def _cli(
     args: list[str], db_settings: dict[str, Any], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LOG_LEVEL": "WARNING"}
-    env["DATABASE_URL"] = db_settings["database_url"]
+    env = {"LOG_LEVEL": "WARNING", "DATABASE_URL": db_settings["database_url"]}
     if db_settings.get("database_schema"):
         env["DATABASE_SCHEMA"] = db_settings["database_schema"]
-    return subprocess.run(
-        [sys.executable, "-m", "dispatch", *args, "--env-file", str(cwd / "absent.env")],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli([*args, "--env-file", str(cwd / "absent.env")], cwd, env)
 
 
 async def test_keys_lifecycle_from_the_command_line(

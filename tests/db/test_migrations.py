@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,15 +11,13 @@ from alembic.runtime.migration import MigrationContext
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from dispatch.app import create_app
-from dispatch.config import normalise_database_url
 from dispatch.db import migrations
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
 from dispatch.db.migrations import PendingMigrations
-from tests.support import admin_headers, make_settings, running_app
+from tests.support import admin_headers, make_settings, run_cli, run_sql, running_app
 
 
 async def test_embedded_sqlite_migrates_itself_on_start(tmp_path: Path) -> None:
@@ -47,18 +42,9 @@ async def test_pending_revisions_are_listed(tmp_path: Path) -> None:
         await database.dispose()
 
 
-async def _schema(url: str, statement: str) -> None:
-    engine = create_async_engine(normalise_database_url(url))
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 async def test_postgres_refuses_to_start_with_pending_migrations(postgres_url: str) -> None:
     schema = f"dispatch_pending_{uuid.uuid4().hex[:8]}"
-    await _schema(postgres_url, f"CREATE SCHEMA {schema}")
+    await run_sql(postgres_url, f"CREATE SCHEMA {schema}")
     try:
         settings = make_settings(database_url=postgres_url, database_schema=schema)
         with pytest.raises(PendingMigrations, match="dispatch migrate"):
@@ -72,7 +58,7 @@ async def test_postgres_refuses_to_start_with_pending_migrations(postgres_url: s
         async with running_app(settings) as client:
             assert (await client.get("/ready")).status_code == 200
     finally:
-        await _schema(postgres_url, f"DROP SCHEMA {schema} CASCADE")
+        await run_sql(postgres_url, f"DROP SCHEMA {schema} CASCADE")
 
 
 async def test_models_match_migrations(db_settings: dict[str, Any]) -> None:
@@ -105,24 +91,15 @@ async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> Non
 
 def test_serve_refuses_pending_migrations_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     schema = f"dispatch_pending_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_schema(postgres_url, f"CREATE SCHEMA {schema}"))
+    asyncio.run(run_sql(postgres_url, f"CREATE SCHEMA {schema}"))
     try:
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "DATABASE_URL": postgres_url,
             "DATABASE_SCHEMA": schema,
             "MASTER_KEY": "dsp_cli-test-key-0123456789",
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "dispatch", "serve", "--workers", "2", "--port", "1"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(["serve", "--workers", "2", "--port", "1"], tmp_path, env)
     finally:
-        asyncio.run(_schema(postgres_url, f"DROP SCHEMA {schema} CASCADE"))
+        asyncio.run(run_sql(postgres_url, f"DROP SCHEMA {schema} CASCADE"))
     assert result.returncode == 1
     assert "run `dispatch migrate` first" in result.stderr
