@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI
 
 from dispatch import __version__
-from dispatch.background import Supervisor, every
+from dispatch.background import every
 from dispatch.config import Settings, load_settings
 from dispatch.db import migrations
 from dispatch.db.base import utcnow
@@ -106,7 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.close()
         raise
     app.state.runtime = runtime
-    supervisor = Supervisor()
+    supervisor = runtime.supervisor
     if runtime.telemetry.enabled:
         supervisor.start("telemetry", runtime.telemetry.run)
     supervisor.start(
@@ -116,11 +116,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "keys.usage",
         every(KEY_USAGE_FLUSH_SECONDS, lambda: runtime.key_usage.flush(runtime.database)),
     )
-    runtime.supervisor = supervisor
-    # Everything built so far lives as long as the process: move it out of the collector's
-    # reach so full collections during requests do not rescan a hundred thousand objects.
-    gc.collect()
-    gc.freeze()
     runtime.telemetry.emit("app.startup", version=__version__, database=settings.database_kind)
     log.info("app.started", version=__version__, database=settings.database_kind)
     try:
@@ -186,4 +181,9 @@ def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving."""
     settings = load_settings()
     configure_logging(settings.log_level, resolve_format(settings.log_format, settings.environment))
-    return create_app(settings)
+    app = create_app(settings)
+    # Modules, classes and the app live as long as the server process: move them out of the
+    # collector's reach so full collections during requests stop rescanning them.
+    gc.collect()
+    gc.freeze()
+    return app
