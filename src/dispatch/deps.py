@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.config import Settings
 from dispatch.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -21,11 +20,6 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.runtime.settings
-    return settings
-
-
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; it commits before the response is sent."""
     write = request.method not in _READ_METHODS
@@ -35,5 +29,4 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
