@@ -82,7 +82,9 @@ async def pending_revisions(database: Database) -> list[str]:
     applied: set[str] = set()
     for head in current:
         applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
-    return [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
+    # walk_revisions goes from head to base; report them in the order they will run.
+    pending = [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
+    return pending[::-1]
 
 
 async def prepare(database: Database, settings: Settings) -> None:

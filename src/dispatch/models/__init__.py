@@ -2,5 +2,6 @@
 
 from dispatch.models.admin_session import AdminSession
 from dispatch.models.api_key import ApiKey
+from dispatch.models.job import Job, JobAttempt
 
-__all__ = ["AdminSession", "ApiKey"]
+__all__ = ["AdminSession", "ApiKey", "Job", "JobAttempt"]

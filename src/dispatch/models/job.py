@@ -1,0 +1,108 @@
+"""Jobs of the durable queue and the history of their attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.db.base import Base, utcnow
+
+JOB_STATES = ("scheduled", "available", "running", "succeeded", "failed", "cancelled")
+LIVE_STATES = ("scheduled", "available", "running")
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _partial(condition: str) -> dict[str, Any]:
+    clause = text(condition)
+    return {"postgresql_where": clause, "sqlite_where": clause}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('scheduled', 'available', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="state",
+        ),
+        # The claim reads only this small index: available jobs in run order.
+        Index(
+            "ix_jobs_fetch", "queue", "priority", "run_at", "id", **_partial("state = 'available'")
+        ),
+        Index("ix_jobs_scheduled", "run_at", **_partial("state = 'scheduled'")),
+        Index("ix_jobs_lease", "lease_expires_at", **_partial("state = 'running'")),
+        Index("ix_jobs_concurrency", "concurrency_key", **_partial("state = 'running'")),
+        Index("ix_jobs_finished", "finished_at", **_partial("finished_at IS NOT NULL")),
+        Index("ix_jobs_kind_state", "kind", "state"),
+        # Enqueueing a dedupe key that is already live returns the live job instead.
+        Index(
+            "uq_jobs_dedupe",
+            "queue",
+            "dedupe_key",
+            unique=True,
+            **_partial("dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=100)
+    state: Mapped[str] = mapped_column(String(16), default="available")
+    run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempt: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=20)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    concurrency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    concurrency_limit: Mapped[int | None] = mapped_column(default=None)
+    required_capacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    required_labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    timeout_seconds: Mapped[int | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobAttempt(Base):
+    """One run of a job: who ran it, when, how it ended."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        _BigId, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(200))
+    lease_token: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    duration_ms: Mapped[int | None] = mapped_column(default=None)

@@ -1,0 +1,400 @@
+"""Every queue statement: enqueue, claim, heartbeat, complete, fail, retry, cancel.
+
+Enqueueing happens in the caller's session, so a rollback discards the job and
+a commit makes it durable. Claims and outcomes run in short transactions of
+their own: no transaction stays open while a job runs. Every outcome presents
+the lease token handed out by the claim (a fencing token): a worker whose lease
+expired and was given to another cannot overwrite the new owner's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, and_, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db.base import utcnow
+from dispatch.db.engine import Database
+from dispatch.errors import Conflict, NotFound
+from dispatch.models import Job, JobAttempt
+from dispatch.queue.policy import Decision
+
+DEFAULT_QUEUE = "default"
+_LIVE_DEDUPE = and_(
+    Job.dedupe_key.is_not(None), Job.state.in_(("scheduled", "available", "running"))
+)
+# ON CONFLICT must name the partial index's predicate with literals, or SQLite cannot match it.
+_DEDUPE_INDEX_WHERE = text(
+    "dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job to enqueue. ``delay``/``run_at`` in the future make it ``scheduled``."""
+
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 100
+    run_at: datetime | None = None
+    delay: float = 0.0
+    max_attempts: int = 20
+    dedupe_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    timeout_seconds: int | None = None
+
+    def values(self, now: datetime) -> dict[str, Any]:
+        run_at = self.run_at or now + timedelta(seconds=self.delay)
+        return {
+            "kind": self.kind,
+            "args": self.args,
+            "queue": self.queue,
+            "priority": self.priority,
+            "run_at": run_at,
+            "state": "scheduled" if run_at > now else "available",
+            "attempt": 0,
+            "max_attempts": self.max_attempts,
+            "dedupe_key": self.dedupe_key,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
+            "timeout_seconds": self.timeout_seconds,
+            "required_capacity": 0,
+            "required_labels": [],
+            "cancel_requested": False,
+            "created_at": now,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job_id: int
+    created: bool  # False: a live job with the same dedupe key already existed
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    queue: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    lease_expires_at: datetime
+    deadline_at: datetime | None
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert(Job) if dialect == "postgresql" else sqlite.insert(Job)
+
+
+async def enqueue(session: AsyncSession, spec: JobSpec) -> Enqueued:
+    """Add a job in the caller's transaction; a live duplicate is returned instead."""
+    return (await enqueue_many(session, [spec]))[0]
+
+
+async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[Enqueued]:
+    """Add several jobs in the caller's transaction, in one statement where possible."""
+    now = utcnow()
+    plain = [spec for spec in specs if spec.dedupe_key is None]
+    ids = iter(await _insert_plain(session, plain, now)) if plain else iter(())
+    results: list[Enqueued] = []
+    for spec in specs:
+        if spec.dedupe_key is None:
+            results.append(Enqueued(next(ids), True))
+        else:
+            results.append(await _insert_deduped(session, spec, now))
+    return results
+
+
+async def _insert_plain(
+    session: AsyncSession, specs: Sequence[JobSpec], now: datetime
+) -> list[int]:
+    statement = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+    rows = await session.execute(statement, [spec.values(now) for spec in specs])
+    return [row.id for row in rows]
+
+
+async def _insert_deduped(session: AsyncSession, spec: JobSpec, now: datetime) -> Enqueued:
+    statement = (
+        _insert_for(session)
+        .values(spec.values(now))
+        .on_conflict_do_nothing(
+            index_elements=["queue", "dedupe_key"], index_where=_DEDUPE_INDEX_WHERE
+        )
+        .returning(Job.id)
+    )
+    created = await session.scalar(statement)
+    if created is not None:
+        return Enqueued(created, True)
+    existing = await session.scalar(
+        select(Job.id).where(
+            Job.queue == spec.queue, Job.dedupe_key == spec.dedupe_key, _LIVE_DEDUPE
+        )
+    )
+    if existing is None:  # the live duplicate finished between the two statements
+        return await _insert_deduped(session, spec, now)
+    return Enqueued(existing, False)
+
+
+def _random_token(dialect: str) -> ColumnElement[str]:
+    if dialect == "postgresql":
+        return func.replace(func.gen_random_uuid().cast(String), "-", "")
+    return func.lower(func.hex(func.randomblob(16)))
+
+
+async def claim(
+    database: Database,
+    *,
+    owner: str,
+    queues: Sequence[str] = (DEFAULT_QUEUE,),
+    limit: int = 1,
+    lease_seconds: float = 60.0,
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs to ``owner`` in one short transaction.
+
+    PostgreSQL skips rows other claimers hold (``FOR UPDATE SKIP LOCKED``); SQLite
+    serialises claimers with ``BEGIN IMMEDIATE``. Either way a job goes to one owner.
+    """
+    now = utcnow()
+    lease_expires_at = now + timedelta(seconds=lease_seconds)
+    async with database.session() as session:
+        dialect = session.get_bind().dialect.name
+        due = (
+            select(Job.id)
+            .where(Job.queue.in_(queues), Job.state == "available", Job.run_at <= now)
+            .order_by(Job.priority, Job.run_at, Job.id)
+            .limit(limit)
+        )
+        if dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(Job)
+            .where(Job.id.in_(due.scalar_subquery()))
+            .values(
+                state="running",
+                attempt=Job.attempt + 1,
+                lease_owner=owner,
+                lease_token=_random_token(dialect),
+                lease_expires_at=lease_expires_at,
+                heartbeat_at=now,
+                started_at=now,
+                cancel_requested=False,
+            )
+            .returning(
+                Job.id,
+                Job.kind,
+                Job.queue,
+                Job.args,
+                Job.attempt,
+                Job.max_attempts,
+                Job.lease_token,
+                Job.timeout_seconds,
+            )
+        )
+        rows = (await session.execute(statement)).all()
+        claimed = [
+            ClaimedJob(
+                id=row.id,
+                kind=row.kind,
+                queue=row.queue,
+                args=row.args,
+                attempt=row.attempt,
+                max_attempts=row.max_attempts,
+                lease_token=row.lease_token,
+                lease_expires_at=lease_expires_at,
+                deadline_at=now + timedelta(seconds=row.timeout_seconds)
+                if row.timeout_seconds
+                else None,
+            )
+            for row in rows
+        ]
+        if claimed:
+            await _record_starts(session, claimed, owner, now)
+    return sorted(claimed, key=lambda job: job.id)
+
+
+async def _record_starts(
+    session: AsyncSession, claimed: Sequence[ClaimedJob], owner: str, now: datetime
+) -> None:
+    deadlines = [(job.id, job.deadline_at) for job in claimed if job.deadline_at is not None]
+    for job_id, deadline in deadlines:
+        await session.execute(update(Job).where(Job.id == job_id).values(deadline_at=deadline))
+    await session.execute(
+        insert(JobAttempt),
+        [
+            {
+                "job_id": job.id,
+                "attempt": job.attempt,
+                "worker": owner,
+                "lease_token": job.lease_token,
+                "outcome": "running",
+                "started_at": now,
+            }
+            for job in claimed
+        ],
+    )
+
+
+def _fenced(job_id: int, token: str) -> ColumnElement[bool]:
+    return and_(Job.id == job_id, Job.lease_token == token, Job.state == "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    alive: bool  # False: the lease is gone; stop and discard the work
+    cancel_requested: bool = False
+
+
+async def heartbeat(
+    database: Database,
+    job_id: int,
+    token: str,
+    *,
+    lease_seconds: float = 60.0,
+    progress: dict[str, Any] | None = None,
+) -> Heartbeat:
+    """Extend the lease (and record progress); tells the worker if the job was cancelled."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "heartbeat_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+    if progress is not None:
+        values["progress"] = progress
+    async with database.session() as session:
+        row = (
+            await session.execute(
+                update(Job)
+                .where(_fenced(job_id, token))
+                .values(**values)
+                .returning(Job.cancel_requested)
+            )
+        ).first()
+    if row is None:
+        return Heartbeat(alive=False)
+    return Heartbeat(alive=True, cancel_requested=bool(row.cancel_requested))
+
+
+async def _finish_attempt(
+    session: AsyncSession, job_id: int, token: str, outcome: str, error: str | None, now: datetime
+) -> None:
+    attempt = await session.scalar(
+        select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.lease_token == token)
+    )
+    if attempt is not None:
+        attempt.outcome = outcome
+        attempt.error = error
+        attempt.finished_at = now
+        attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
+
+
+async def complete(
+    database: Database, job_id: int, token: str, result: dict[str, Any] | None = None
+) -> bool:
+    """Mark a job succeeded; False when the lease was lost (the outcome is discarded)."""
+    now = utcnow()
+    async with database.session() as session:
+        done = await session.scalar(
+            update(Job)
+            .where(_fenced(job_id, token))
+            .values(
+                state="succeeded",
+                result=result,
+                finished_at=now,
+                lease_token=None,
+                lease_expires_at=None,
+                last_error=None,
+            )
+            .returning(Job.id)
+        )
+        if done is not None:
+            await _finish_attempt(session, job_id, token, "succeeded", None, now)
+    return done is not None
+
+
+async def fail(
+    database: Database, job_id: int, token: str, error: str, decision: Decision
+) -> str | None:
+    """Record a failed attempt; returns the job's new state, or None when the lease was lost."""
+    now = utcnow()
+    if decision.retry:
+        state = "scheduled" if decision.delay > 0 else "available"
+        values: dict[str, Any] = {"state": state, "run_at": now + timedelta(seconds=decision.delay)}
+    else:
+        state = "failed"
+        values = {"state": state, "finished_at": now}
+    async with database.session() as session:
+        done = await session.scalar(
+            update(Job)
+            .where(_fenced(job_id, token))
+            .values(
+                **values,
+                last_error=error[:10_000],
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(Job.id)
+        )
+        if done is None:
+            return None
+        await _finish_attempt(
+            session, job_id, token, "retried" if decision.retry else "failed", error, now
+        )
+    return state
+
+
+async def acknowledge_cancel(database: Database, job_id: int, token: str) -> bool:
+    """A worker stopped a job whose cancellation was requested."""
+    now = utcnow()
+    async with database.session() as session:
+        done = await session.scalar(
+            update(Job)
+            .where(_fenced(job_id, token))
+            .values(state="cancelled", finished_at=now, lease_token=None, lease_expires_at=None)
+            .returning(Job.id)
+        )
+        if done is not None:
+            await _finish_attempt(session, job_id, token, "cancelled", None, now)
+    return done is not None
+
+
+async def get_job(session: AsyncSession, job_id: int) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+async def retry_now(session: AsyncSession, job_id: int) -> Job:
+    """Send a failed or cancelled job back to the queue by hand, with one more attempt."""
+    job = await get_job(session, job_id)
+    if job.state not in ("failed", "cancelled"):
+        raise Conflict(f"job {job_id} is {job.state}; only failed or cancelled jobs are retried")
+    job.state = "available"
+    job.run_at = utcnow()
+    job.finished_at = None
+    job.max_attempts = max(job.max_attempts, job.attempt + 1)
+    return job
+
+
+async def cancel(session: AsyncSession, job_id: int) -> Job:
+    """Cancel a waiting job now; ask a running one to stop (its worker acknowledges)."""
+    job = await get_job(session, job_id)
+    if job.state in ("scheduled", "available"):
+        job.state = "cancelled"
+        job.finished_at = utcnow()
+    elif job.state == "running":
+        job.cancel_requested = True
+    else:
+        raise Conflict(f"job {job_id} already finished ({job.state})")
+    return job
