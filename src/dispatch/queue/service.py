@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -398,3 +407,25 @@ async def cancel(session: AsyncSession, job_id: int) -> Job:
     else:
         raise Conflict(f"job {job_id} already finished ({job.state})")
     return job
+
+
+async def release(database: Database, job_id: int, token: str) -> bool:
+    """Hand an unfinished job back at shutdown; the interrupted attempt does not count."""
+    now = utcnow()
+    async with database.session() as session:
+        done = await session.scalar(
+            update(Job)
+            .where(_fenced(job_id, token))
+            .values(
+                state="available",
+                attempt=Job.attempt - 1,
+                run_at=now,
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(Job.id)
+        )
+        if done is not None:
+            await _finish_attempt(session, job_id, token, "released", "worker shut down", now)
+    return done is not None

@@ -1,0 +1,76 @@
+"""Job handlers, registered by name (``"gateway.deliver"``) with typed arguments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from dispatch.db.engine import Database
+from dispatch.queue.policy import RetryPolicy
+from dispatch.queue.service import ClaimedJob
+
+HandlerResult = dict[str, Any] | None
+
+
+@dataclass
+class JobContext:
+    """What a running handler sees: its job, the database, progress and cancellation."""
+
+    job: ClaimedJob
+    database: Database
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    pending_progress: dict[str, Any] | None = None
+
+    def report_progress(self, progress: dict[str, Any]) -> None:
+        """Recorded with the next heartbeat (no extra write per call)."""
+        self.pending_progress = progress
+
+
+HandlerFn = Callable[[JobContext, Any], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    kind: str
+    fn: HandlerFn
+    args_model: type[BaseModel] | None
+    policy: RetryPolicy
+    timeout_seconds: float | None
+
+    def parse(self, raw: dict[str, Any]) -> Any:
+        """Typed arguments (validated by the model), or the raw dict without one."""
+        return self.args_model.model_validate(raw) if self.args_model else raw
+
+
+class Registry:
+    """Handlers by kind. Domains register theirs; the queue knows none of them."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(
+        self,
+        kind: str,
+        *,
+        args: type[BaseModel] | None = None,
+        policy: RetryPolicy | None = None,
+        timeout_seconds: float | None = None,
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        def decorate(fn: HandlerFn) -> HandlerFn:
+            if kind in self._handlers:
+                raise ValueError(f"a handler for {kind!r} is already registered")
+            self._handlers[kind] = Handler(kind, fn, args, policy or RetryPolicy(), timeout_seconds)
+            return fn
+
+        return decorate
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)

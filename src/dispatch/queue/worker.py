@@ -1,0 +1,225 @@
+"""The worker: a claim loop plus named side tasks (heartbeat, upkeep).
+
+It claims up to ``concurrency`` jobs, runs each handler in its own task, and
+heart-beats every running job at a third of the lease. A lost lease or a
+cancellation request stops the handler. On shutdown it stops claiming, lets
+running jobs finish within a grace period, then hands the rest back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from pydantic import ValidationError
+
+from dispatch.db.engine import Database
+from dispatch.queue import maintenance, service
+from dispatch.queue.policy import Decision, RetryPolicy
+from dispatch.queue.registry import JobContext, Registry
+from dispatch.queue.service import ClaimedJob
+
+log = structlog.get_logger(__name__)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"  # noqa: S311
+
+
+@dataclass
+class WorkerConfig:
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 4
+    lease_seconds: float = 60.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 30.0
+    upkeep_interval: float = 10.0
+    retention: timedelta = timedelta(days=7)
+    name: str = field(default_factory=default_worker_name)
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    context: JobContext
+    task: asyncio.Task[None]
+    lease_lost: bool = False
+
+
+class Worker:
+    def __init__(self, database: Database, registry: Registry, config: WorkerConfig) -> None:
+        self.database = database
+        self.registry = registry
+        self.config = config
+        self._running: dict[int, _Running] = {}
+        self._wake = asyncio.Event()
+        self.processed = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def wake(self) -> None:
+        """Claim now instead of at the next poll (a job was just enqueued)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then shut down gracefully."""
+        log.info("queue.worker_started", worker=self.name, queues=self.config.queues)
+        beats = asyncio.create_task(self._heartbeat_loop(stop), name="queue.heartbeat")
+        upkeep = asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._drain()
+            for side in (beats, upkeep):
+                side.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side
+            log.info("queue.worker_stopped", worker=self.name, processed=self.processed)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.config.concurrency - len(self._running)
+            # Cleared before looking, so a wake-up that arrives meanwhile is not lost.
+            self._wake.clear()
+            if free > 0:
+                claimed = await service.claim(
+                    self.database,
+                    owner=self.name,
+                    queues=self.config.queues,
+                    limit=free,
+                    lease_seconds=self.config.lease_seconds,
+                )
+                for job in claimed:
+                    self._start(job)
+                if len(claimed) == free:
+                    continue  # the queue may hold more: claim again as soon as a slot frees
+            # Idle, or every slot busy: a finished job, an enqueue or the poll wakes us.
+            await self._wait(stop, self.config.poll_interval)
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(event.wait()) for event in (stop, self._wake)]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _start(self, job: ClaimedJob) -> None:
+        context = JobContext(job=job, database=self.database)
+        task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
+        self._running[job.id] = _Running(job, context, task)
+
+    async def _execute(self, job: ClaimedJob, context: JobContext) -> None:
+        started = time.monotonic()
+        try:
+            await self._run_handler(job, context)
+        finally:
+            self._running.pop(job.id, None)
+            self.processed += 1
+            self._wake.set()  # a slot is free
+            log.debug(
+                "queue.job_done", job_id=job.id, ms=round((time.monotonic() - started) * 1000)
+            )
+
+    async def _run_handler(self, job: ClaimedJob, context: JobContext) -> None:
+        handler = self.registry.get(job.kind)
+        if handler is None:
+            error = f"no handler is registered for kind {job.kind!r}"
+            await service.fail(self.database, job.id, job.lease_token, error, Decision(False))
+            return
+        try:
+            args = handler.parse(job.args)
+        except ValidationError as exc:
+            error = f"invalid arguments: {exc.errors(include_url=False)}"
+            await service.fail(self.database, job.id, job.lease_token, error, Decision(False))
+            return
+        timeout = handler.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                result = await handler.fn(context, args)
+        except asyncio.CancelledError:
+            await self._after_cancel(job)
+            raise
+        except Exception as exc:  # the handler's failure is the job's, not the worker's
+            await self._after_failure(job, handler.policy, exc)
+            return
+        await service.complete(self.database, job.id, job.lease_token, result)
+
+    async def _after_failure(self, job: ClaimedJob, policy: RetryPolicy, exc: Exception) -> None:
+        error = exc if not isinstance(exc, TimeoutError) else TimeoutError("handler timed out")
+        decision = policy.decide(job.attempt, job.max_attempts, error)
+        message = f"{type(error).__name__}: {error}"
+        state = await service.fail(self.database, job.id, job.lease_token, message, decision)
+        log.info("queue.job_failed", job_id=job.id, kind=job.kind, state=state, error=message)
+
+    async def _after_cancel(self, job: ClaimedJob) -> None:
+        entry = self._running.get(job.id)
+        if entry is not None and entry.lease_lost:
+            return  # someone else owns it now: write nothing
+        if entry is not None and entry.context.cancelled.is_set():
+            await asyncio.shield(service.acknowledge_cancel(self.database, job.id, job.lease_token))
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for entry in list(self._running.values()):
+                await self._beat(entry)
+
+    async def _beat(self, entry: _Running) -> None:
+        progress = entry.context.pending_progress
+        beat = await service.heartbeat(
+            self.database,
+            entry.job.id,
+            entry.job.lease_token,
+            lease_seconds=self.config.lease_seconds,
+            progress=progress,
+        )
+        if not beat.alive:
+            log.warning("queue.lease_lost", job_id=entry.job.id, worker=self.name)
+            entry.lease_lost = True
+            entry.task.cancel()
+        elif beat.cancel_requested:
+            entry.context.cancelled.set()
+            entry.task.cancel()
+
+    async def _upkeep_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await self.upkeep()
+            except Exception:  # a failed pass is retried at the next interval
+                log.exception("queue.upkeep_failed", worker=self.name)
+            await asyncio.sleep(self.config.upkeep_interval)
+
+    async def upkeep(self) -> None:
+        """One pass of the leaderless reaper: expire leases, promote, prune."""
+        expired = await maintenance.expire_leases(self.database)
+        promoted = await maintenance.promote_scheduled(self.database)
+        pruned = await maintenance.prune_finished(self.database, self.config.retention)
+        if expired or promoted or pruned:
+            log.info("queue.upkeep", expired=expired, promoted=promoted, pruned=pruned)
+        if promoted:
+            self._wake.set()
+
+    async def _drain(self) -> None:
+        """Give running jobs the grace period, then hand the rest back to the queue."""
+        if not self._running:
+            return
+        tasks = [entry.task for entry in self._running.values()]
+        await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
+        for entry in list(self._running.values()):
+            entry.lease_lost = True  # released below: the cancelled handler writes nothing
+            entry.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.task
+            await service.release(self.database, entry.job.id, entry.job.lease_token)
+            log.info("queue.job_released", job_id=entry.job.id, worker=self.name)
