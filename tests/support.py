@@ -48,6 +48,8 @@ def make_settings(**overrides: Any) -> Settings:
         "request_rate_per_minute": 10_000,
         "login_rate_per_minute": 10_000,
         "log_level": "WARNING",
+        # Tests that exercise the embedded worker turn it on; the rest keep the database quiet.
+        "worker_enabled": False,
     }
     values.update(overrides)
     return load_settings(None, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,10 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import install_error_handlers
+from dispatch.jobs import build_registry, worker_config
 from dispatch.ops.routes import api_router as ops_api_router
 from dispatch.ops.routes import router as ops_router
+from dispatch.queue.worker import Worker
 from dispatch.runtime import Runtime
 from dispatch.security import sessions
 from dispatch.security.cors import EnvelopeCORSMiddleware
@@ -88,12 +91,20 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         ),
         http=http,
         redis=redis,
+        registry=build_registry(),
     )
 
 
 async def _prune_sessions(runtime: Runtime) -> None:
     async with runtime.database.session() as session:
         await sessions.prune_expired(session, utcnow())
+
+
+def _start_worker(runtime: Runtime, stop: asyncio.Event) -> asyncio.Task[None]:
+    """The embedded worker: the same loop `dispatch worker` runs, inside the API process."""
+    worker = Worker(runtime.database, runtime.registry, worker_config(runtime.settings))
+    runtime.worker = worker
+    return asyncio.create_task(worker.run(stop), name="queue.worker")
 
 
 @asynccontextmanager
@@ -116,12 +127,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "keys.usage",
         every(KEY_USAGE_FLUSH_SECONDS, lambda: runtime.key_usage.flush(runtime.database)),
     )
+    stop_worker = asyncio.Event()
+    worker_task = _start_worker(runtime, stop_worker) if settings.worker_enabled else None
     runtime.telemetry.emit("app.startup", version=__version__, database=settings.database_kind)
     log.info("app.started", version=__version__, database=settings.database_kind)
     try:
         yield
     finally:
         runtime.telemetry.emit("app.shutdown")
+        stop_worker.set()
+        if worker_task is not None:
+            await worker_task  # finishes in-flight jobs within the grace, releases the rest
         await supervisor.stop()
         await runtime.key_usage.flush(runtime.database)
         await runtime.telemetry.flush()

@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     health_check_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
+    # The durable queue.
+    worker_enabled: bool = True
+    worker_concurrency: int = Field(default=4, ge=1, le=1000)
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    worker_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    queue_upkeep_interval_seconds: float = Field(default=10.0, gt=0)
+    job_retention_days: float = Field(default=7.0, gt=0)
+
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: Any) -> Any:
@@ -117,7 +127,9 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("allowed_origins", "api_keys", "trusted_proxies", mode="before")
+    @field_validator(
+        "allowed_origins", "api_keys", "trusted_proxies", "worker_queues", mode="before"
+    )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         try:

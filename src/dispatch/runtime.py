@@ -11,6 +11,8 @@ import httpx
 from dispatch.background import Supervisor
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+from dispatch.queue.registry import Registry
+from dispatch.queue.worker import Worker
 from dispatch.security.ratelimit import RateLimiter
 from dispatch.security.sessions import SessionSigner
 from dispatch.security.usage import KeyUsage
@@ -33,6 +35,8 @@ class Runtime:
     redis: Redis | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     key_usage: KeyUsage = field(default_factory=KeyUsage)
+    registry: Registry = field(default_factory=Registry)
+    worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import NotFound
+from dispatch.jobs import build_registry, worker_config
+from dispatch.queue.worker import Worker
 from dispatch.security import api_keys
 from dispatch.security.bootstrap import ensure_master_key
 from dispatch.security.scopes import Scope
@@ -105,6 +108,33 @@ def serve(
         server_header=False,
         env_file=str(env_file) if env_file.exists() else None,
     )
+
+
+@app.command()
+def worker(
+    env_file: EnvFile = Path(".env"),
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Overrides WORKER_CONCURRENCY")
+    ] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Overrides WORKER_QUEUES; repeat")] = None,
+) -> None:
+    """Run a standalone queue worker until SIGTERM or SIGINT (any number, on any machine)."""
+    settings = _settings(env_file)
+    overrides: dict[str, object] = {}
+    if concurrency is not None:
+        overrides["concurrency"] = concurrency
+    if queue:
+        overrides["queues"] = tuple(queue)
+
+    async def run(database: Database) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        config = worker_config(settings, **overrides)
+        await Worker(database, build_registry(), config).run(stop)
+
+    _with_database(settings, run)
 
 
 def _announce_master_key(key: str, env_file: Path) -> None:

@@ -1,0 +1,50 @@
+"""The job handlers this build knows: built-ins now, each domain's ``jobs.py`` as they land."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dispatch.config import Settings
+from dispatch.queue.registry import HandlerResult, JobContext, Registry
+from dispatch.queue.worker import WorkerConfig
+
+
+class SleepArgs(BaseModel):
+    seconds: float = Field(ge=0, le=3600)
+
+
+def _register_builtins(registry: Registry) -> None:
+    @registry.register("queue.noop")
+    async def noop(context: JobContext, args: dict[str, Any]) -> HandlerResult:
+        """Does nothing: for smoke tests and the queue benchmark."""
+        return None
+
+    @registry.register("queue.sleep", args=SleepArgs)
+    async def sleep(context: JobContext, args: SleepArgs) -> HandlerResult:
+        """Sleeps: for drills (kill a worker mid-job and watch the job move on)."""
+        await asyncio.sleep(args.seconds)
+        return {"slept": args.seconds}
+
+
+def build_registry() -> Registry:
+    registry = Registry()
+    _register_builtins(registry)
+    return registry
+
+
+def worker_config(settings: Settings, **overrides: Any) -> WorkerConfig:
+    values: dict[str, Any] = {
+        "queues": tuple(settings.worker_queues),
+        "concurrency": settings.worker_concurrency,
+        "lease_seconds": settings.job_lease_seconds,
+        "poll_interval": settings.worker_poll_interval_seconds,
+        "shutdown_grace": settings.worker_shutdown_grace_seconds,
+        "upkeep_interval": settings.queue_upkeep_interval_seconds,
+        "retention": timedelta(days=settings.job_retention_days),
+    }
+    values.update(overrides)
+    return WorkerConfig(**values)

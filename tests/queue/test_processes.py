@@ -1,0 +1,124 @@
+"""Workers as real processes: the embedded worker, kill -9 recovery, SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dispatch.db.engine import Database
+from dispatch.models import Job, JobAttempt
+from dispatch.queue import service
+from dispatch.queue.service import JobSpec
+from tests.support import make_settings, running_app
+
+
+@pytest.fixture
+async def database(db_settings: dict[str, Any]) -> AsyncIterator[Database]:
+    db = Database(make_settings(**db_settings))
+    yield db
+    await db.dispose()
+
+
+async def _state(database: Database, job_id: int) -> Job:
+    async with database.session(write=False) as session:
+        return await service.get_job(session, job_id)
+
+
+async def _wait_for(database: Database, job_id: int, *states: str, seconds: float = 30) -> Job:
+    async with asyncio.timeout(seconds):
+        while (job := await _state(database, job_id)).state not in states:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return job
+
+
+def _worker(db_settings: dict[str, Any], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    variables = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": db_settings["database_url"],
+        "LOG_LEVEL": "WARNING",
+        "JOB_LEASE_SECONDS": "1",
+        "QUEUE_UPKEEP_INTERVAL_SECONDS": "0.2",
+        "WORKER_POLL_INTERVAL_SECONDS": "0.05",
+        **env,
+    }
+    if db_settings.get("database_schema"):
+        variables["DATABASE_SCHEMA"] = db_settings["database_schema"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "worker", "--env-file", str(tmp_path / "none")],
+        cwd=tmp_path,
+        env=variables,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def test_the_embedded_worker_runs_jobs(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, worker_enabled=True, worker_poll_interval_seconds=0.05)
+    database = Database(settings)
+    try:
+        async with running_app(settings):
+            async with database.session() as session:
+                created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 0}))
+            job = await _wait_for(database, created.job_id, "succeeded")
+    finally:
+        await database.dispose()
+    assert job.result == {"slept": 0.0}
+
+
+async def test_kill_9_mid_job_and_the_job_still_completes(
+    database: Database, db_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    async with database.session() as session:
+        created = await service.enqueue(
+            session, JobSpec("queue.sleep", {"seconds": 1.5}, max_attempts=3)
+        )
+    doomed = _worker(db_settings, tmp_path)
+    try:
+        running = await _wait_for(database, created.job_id, "running")
+        assert running.lease_owner is not None
+        assert f":{doomed.pid}:" in running.lease_owner
+        doomed.kill()  # SIGKILL: no shutdown code runs, the lease is simply abandoned
+        doomed.wait(timeout=10)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    rescuer = _worker(db_settings, tmp_path)
+    try:
+        done = await _wait_for(database, created.job_id, "succeeded", seconds=60)
+    finally:
+        rescuer.terminate()
+        rescuer.communicate(timeout=30)
+    assert done.attempt == 2
+    assert done.result == {"slept": 1.5}
+    async with database.session(write=False) as session:
+        attempts = (await session.scalars(select(JobAttempt).order_by(JobAttempt.attempt))).all()
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "lease_expired"), (2, "succeeded")]
+    assert attempts[0].worker != attempts[1].worker
+
+
+async def test_sigterm_releases_the_job_and_exits_cleanly(
+    database: Database, db_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    async with database.session() as session:
+        created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 60}))
+    worker = _worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
+    try:
+        await _wait_for(database, created.job_id, "running")
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, output
+    job = await _state(database, created.job_id)
+    assert (job.state, job.attempt) == ("available", 0)
