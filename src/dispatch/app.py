@@ -22,6 +22,7 @@ from dispatch.errors import install_error_handlers
 from dispatch.jobs import build_registry, worker_config
 from dispatch.ops.routes import api_router as ops_api_router
 from dispatch.ops.routes import router as ops_router
+from dispatch.queue.routes import router as jobs_router
 from dispatch.queue.worker import Worker
 from dispatch.runtime import Runtime
 from dispatch.security import sessions
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(ops_api_router, prefix=settings.api_v1_prefix)
     app.include_router(keys_router, prefix=settings.api_v1_prefix)
+    app.include_router(jobs_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
     return app

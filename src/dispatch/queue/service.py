@@ -429,3 +429,40 @@ async def release(database: Database, job_id: int, token: str) -> bool:
         if done is not None:
             await _finish_attempt(session, job_id, token, "released", "worker shut down", now)
     return done is not None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    states: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    queues: Sequence[str] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+async def list_jobs(
+    session: AsyncSession, filters: JobFilter, *, before_id: int | None, limit: int
+) -> tuple[list[Job], int | None]:
+    """Newest first; returns the page and the id to continue before (None at the end)."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    if filters.states:
+        query = query.where(Job.state.in_(filters.states))
+    if filters.kinds:
+        query = query.where(Job.kind.in_(filters.kinds))
+    if filters.queues:
+        query = query.where(Job.queue.in_(filters.queues))
+    if filters.created_from is not None:
+        query = query.where(Job.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        query = query.where(Job.created_at < filters.created_to)
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    jobs = list((await session.scalars(query)).all())
+    if len(jobs) > limit:
+        return jobs[:limit], jobs[limit - 1].id
+    return jobs, None
+
+
+async def attempts_of(session: AsyncSession, job_id: int) -> Sequence[JobAttempt]:
+    query = select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.attempt)
+    return (await session.scalars(query)).all()
