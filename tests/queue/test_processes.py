@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
@@ -122,3 +122,34 @@ async def test_sigterm_releases_the_job_and_exits_cleanly(
     assert worker.returncode == 0, output
     job = await _state(database, created.job_id)
     assert (job.state, job.attempt) == ("available", 0)
+
+
+async def test_two_worker_processes_drain_2000_jobs_exactly_once(
+    database: Database, db_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    async with database.session() as session:
+        await service.enqueue_many(session, [JobSpec("queue.noop") for _ in range(2000)])
+    env = {"WORKER_CONCURRENCY": "16", "JOB_LEASE_SECONDS": "30"}
+    workers = [_worker(db_settings, tmp_path, **env) for _ in range(2)]
+    try:
+        async with asyncio.timeout(180):
+            while True:
+                async with database.session(write=False) as session:
+                    left = await session.scalar(
+                        select(func.count()).select_from(Job).where(Job.state != "succeeded")
+                    )
+                if left == 0:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.communicate(timeout=30)
+    async with database.session(write=False) as session:
+        attempts = (await session.execute(select(JobAttempt.job_id, JobAttempt.worker))).all()
+        max_attempt = await session.scalar(select(func.max(Job.attempt)))
+    assert len(attempts) == 2000
+    assert len({job_id for job_id, _ in attempts}) == 2000
+    assert max_attempt == 1
+    assert len({worker for _, worker in attempts}) == 2, "both processes took work"
