@@ -191,3 +191,43 @@ async def test_cancel_waiting_and_running_jobs(database: Database) -> None:
     with pytest.raises(NotFound):
         async with database.session() as session:
             await service.retry_now(session, running.job_id + 1000)
+
+
+async def test_concurrency_key_caps_running_jobs(database: Database) -> None:
+    async with database.session() as session:
+        await service.enqueue_many(
+            session,
+            [JobSpec("fetch", concurrency_key="host:goat", concurrency_limit=2) for _ in range(5)]
+            + [JobSpec("fetch", concurrency_key="host:ebay") for _ in range(2)]
+            + [JobSpec("free")],
+        )
+    claimed = await service.claim(database, owner="w1", limit=10)
+    keys = {job.id: (await _job(database, job.id)).concurrency_key for job in claimed}
+    kinds = sorted((job.kind, keys[job.id]) for job in claimed)
+    assert kinds == [
+        ("fetch", "host:ebay"),
+        ("fetch", "host:goat"),
+        ("fetch", "host:goat"),
+        ("free", None),
+    ]
+    assert await service.claim(database, owner="w2", limit=10) == []
+    goat = [job for job in claimed if keys[job.id] == "host:goat"]
+    assert await service.complete(database, goat[0].id, goat[0].lease_token)
+    (next_goat,) = await service.claim(database, owner="w2", limit=10)
+    assert (await _job(database, next_goat.id)).concurrency_key == "host:goat"
+    assert next_goat.attempt == 1  # a job put back by the limit did not lose an attempt
+
+
+async def test_concurrent_claimers_respect_the_key_limit(database: Database) -> None:
+    async with database.session() as session:
+        await service.enqueue_many(
+            session,
+            [JobSpec("fetch", concurrency_key="host:shop", concurrency_limit=3) for _ in range(30)],
+        )
+    batches = await asyncio.gather(
+        *(service.claim(database, owner=f"w{n}", limit=5) for n in range(8))
+    )
+    assert sum(len(batch) for batch in batches) == 3
+    async with database.session(write=False) as session:
+        running = (await session.scalars(select(Job).where(Job.state == "running"))).all()
+    assert len(running) == 3

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
@@ -177,9 +178,22 @@ async def claim(
     lease_expires_at = now + timedelta(seconds=lease_seconds)
     async with database.session() as session:
         dialect = session.get_bind().dialect.name
+        running = aliased(Job)
+        busy_key = (
+            select(func.count())
+            .select_from(running)
+            .where(running.state == "running", running.concurrency_key == Job.concurrency_key)
+            .scalar_subquery()
+        )
         due = (
             select(Job.id)
-            .where(Job.queue.in_(queues), Job.state == "available", Job.run_at <= now)
+            .where(
+                Job.queue.in_(queues),
+                Job.state == "available",
+                Job.run_at <= now,
+                Job.concurrency_key.is_(None)
+                | (busy_key < func.coalesce(Job.concurrency_limit, 1)),
+            )
             .order_by(Job.priority, Job.run_at, Job.id)
             .limit(limit)
         )
@@ -207,9 +221,17 @@ async def claim(
                 Job.max_attempts,
                 Job.lease_token,
                 Job.timeout_seconds,
+                Job.priority,
+                Job.run_at,
+                Job.concurrency_key,
+                Job.concurrency_limit,
             )
         )
         rows = (await session.execute(statement)).all()
+        over = await _over_concurrency(session, rows, dialect)
+        if over:
+            await _unclaim(session, over)
+            rows = [row for row in rows if row.id not in over]
         claimed = [
             ClaimedJob(
                 id=row.id,
@@ -229,6 +251,56 @@ async def claim(
         if claimed:
             await _record_starts(session, claimed, owner, now)
     return sorted(claimed, key=lambda job: job.id)
+
+
+async def _over_concurrency(session: AsyncSession, rows: Sequence[Any], dialect: str) -> set[int]:
+    """Ids of just-claimed jobs that would put a concurrency key over its limit.
+
+    The claim's filter counts running jobs, but one batch (or, on PostgreSQL, a
+    concurrent claimer) can still take several jobs of one key. Per-key advisory
+    locks on PostgreSQL make the recount below see every committed claim.
+    """
+    keys = sorted({row.concurrency_key for row in rows if row.concurrency_key is not None})
+    if not keys:
+        return set()
+    if dialect == "postgresql":
+        for key in keys:  # sorted: two claimers always lock in the same order
+            await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+    counts = dict(
+        (
+            await session.execute(
+                select(Job.concurrency_key, func.count())
+                .where(Job.state == "running", Job.concurrency_key.in_(keys))
+                .group_by(Job.concurrency_key)
+            )
+        ).all()
+    )
+    over: set[int] = set()
+    for key in keys:
+        mine = sorted(
+            (row for row in rows if row.concurrency_key == key),
+            key=lambda row: (row.priority, row.run_at, row.id),
+        )
+        excess = counts.get(key, 0) - (mine[0].concurrency_limit or 1)
+        if excess > 0:
+            over.update(row.id for row in mine[-excess:])
+    return over
+
+
+async def _unclaim(session: AsyncSession, job_ids: set[int]) -> None:
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(
+            state="available",
+            attempt=Job.attempt - 1,
+            lease_token=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            heartbeat_at=None,
+            started_at=None,
+        )
+    )
 
 
 async def _record_starts(
