@@ -153,3 +153,26 @@ async def test_two_worker_processes_drain_2000_jobs_exactly_once(
     assert len({job_id for job_id, _ in attempts}) == 2000
     assert max_attempt == 1
     assert len({worker for _, worker in attempts}) == 2, "both processes took work"
+
+
+async def test_enqueue_wakes_an_idle_worker_in_another_process(
+    database: Database, db_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """With a one-minute poll, only the wake-up can start the job in time (NOTIFY)."""
+    if database.kind != "postgresql":
+        pytest.skip("cross-process wake-ups use PostgreSQL's LISTEN/NOTIFY; SQLite polls")
+    worker = _worker(
+        db_settings,
+        tmp_path,
+        WORKER_POLL_INTERVAL_SECONDS="60",
+        QUEUE_UPKEEP_INTERVAL_SECONDS="600",
+    )
+    try:
+        await asyncio.sleep(2)  # let it start, claim nothing and go idle
+        async with database.session() as session:
+            created = await service.enqueue(session, JobSpec("queue.noop"))
+        state = (await _wait_for(database, created.job_id, "succeeded", "failed", seconds=30)).state
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+    assert state == "succeeded", output

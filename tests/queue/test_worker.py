@@ -254,3 +254,26 @@ async def test_promotion_and_pruning(database: Database) -> None:
         remaining = (await session.scalars(select(Job.id))).all()
     assert remaining == [second.id]
     assert set(ids) == {first.id, second.id}
+
+
+async def test_an_enqueue_in_this_process_wakes_the_worker(database: Database) -> None:
+    registry = Registry()
+
+    @registry.register("quick")
+    async def quick(context: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    worker = Worker(database, registry, config(poll_interval=600, upkeep_interval=600))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.3)  # idle now, waiting out its ten-minute poll
+        (job_id,) = await enqueue(database, JobSpec("quick"))
+
+        async def done() -> bool:
+            return (await job(database, job_id)).state == "succeeded"
+
+        await until(done, seconds=20)
+    finally:
+        stop.set()
+        await task

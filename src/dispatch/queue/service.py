@@ -32,6 +32,7 @@ from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobAttempt
+from dispatch.queue import notify
 from dispatch.queue.policy import Decision
 
 DEFAULT_QUEUE = "default"
@@ -114,6 +115,8 @@ async def enqueue(session: AsyncSession, spec: JobSpec) -> Enqueued:
 async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[Enqueued]:
     """Add several jobs in the caller's transaction, in one statement where possible."""
     now = utcnow()
+    if specs:
+        await notify.note_enqueued(session, {spec.queue for spec in specs})
     plain = [spec for spec in specs if spec.dedupe_key is None]
     ids = iter(await _insert_plain(session, plain, now)) if plain else iter(())
     results: list[Enqueued] = []

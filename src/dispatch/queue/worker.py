@@ -21,7 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from dispatch.db.engine import Database
-from dispatch.queue import maintenance, service
+from dispatch.queue import maintenance, notify, service
 from dispatch.queue.policy import Decision, RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import ClaimedJob
@@ -70,16 +70,26 @@ class Worker:
         """Claim now instead of at the next poll (a job was just enqueued)."""
         self._wake.set()
 
+    def _on_enqueue(self, queues: set[str]) -> None:
+        if not queues or queues.intersection(self.config.queues):
+            self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully."""
         log.info("queue.worker_started", worker=self.name, queues=self.config.queues)
-        beats = asyncio.create_task(self._heartbeat_loop(stop), name="queue.heartbeat")
-        upkeep = asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep")
+        sides = [
+            asyncio.create_task(self._heartbeat_loop(stop), name="queue.heartbeat"),
+            asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep"),
+        ]
+        if self.database.kind == "postgresql":
+            sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
+        notify.add_local_waker(self._on_enqueue)
         try:
             await self._claim_loop(stop)
         finally:
+            notify.remove_local_waker(self._on_enqueue)
             await self._drain()
-            for side in (beats, upkeep):
+            for side in sides:
                 side.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await side

@@ -1,0 +1,83 @@
+"""Waking workers when jobs are enqueued, instead of waiting for the next poll.
+
+In-process (the embedded worker, any database): an ``after_commit`` hook tells
+local workers which queues got jobs. Across processes on PostgreSQL: the enqueue
+transaction sends ``NOTIFY dispatch_jobs, '<queue>'``, delivered on commit, and each
+worker LISTENs on a connection of its own. Polling stays as the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from dispatch.db.engine import Database
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "dispatch_jobs"
+_PENDING = "dispatch_enqueued_queues"
+Waker = Callable[[set[str]], None]
+_local_wakers: set[Waker] = set()
+
+
+def add_local_waker(waker: Waker) -> None:
+    _local_wakers.add(waker)
+
+
+def remove_local_waker(waker: Waker) -> None:
+    _local_wakers.discard(waker)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    queues = session.info.pop(_PENDING, None)
+    if queues:
+        for waker in list(_local_wakers):
+            waker(queues)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+async def note_enqueued(session: AsyncSession, queues: Iterable[str]) -> None:
+    """Remember the queues for the local wake-up; on PostgreSQL also NOTIFY other processes."""
+    fresh = set(queues)
+    session.info.setdefault(_PENDING, set()).update(fresh)
+    if session.get_bind().dialect.name == "postgresql":
+        for queue in sorted(fresh):
+            await session.execute(select(func.pg_notify(CHANNEL, queue)))
+
+
+async def listen(database: Database, wake: Waker, *, retry_seconds: float = 1.0) -> None:
+    """LISTEN for enqueues on a connection of its own until cancelled (PostgreSQL only)."""
+
+    def on_notify(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        wake({payload})
+
+    delay = retry_seconds
+    while True:
+        try:
+            async with database.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver: Any = raw.driver_connection
+                lost = asyncio.Event()
+                driver.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await driver.add_listener(CHANNEL, on_notify)
+                delay = retry_seconds
+                wake(set())  # anything enqueued while we were not listening
+                await lost.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the poll covers the gap; try again shortly
+            log.warning("queue.listen_failed", error=str(exc), retry_in=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
