@@ -18,7 +18,7 @@ from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
 from dispatch.queue import service
 from dispatch.queue.service import JobSpec
-from tests.support import make_settings, running_app
+from tests.support import admin_headers, make_settings, running_app
 
 
 @pytest.fixture
@@ -176,3 +176,30 @@ async def test_enqueue_wakes_an_idle_worker_in_another_process(
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
     assert state == "succeeded", output
+
+
+async def test_workers_show_up_with_their_running_jobs(
+    database: Database, db_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = make_settings(**db_settings)
+    async with database.session() as session:
+        created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 30}))
+    worker = _worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.2")
+    try:
+        await _wait_for(database, created.job_id, "running")
+        async with running_app(settings) as client:
+            listed: list[dict[str, Any]] = []
+            async with asyncio.timeout(20):  # the row shows the job at the next heartbeat
+                while not any(created.job_id in w["running_job_ids"] for w in listed):
+                    response = await client.get("/api/v1/workers", headers=admin_headers())
+                    listed = response.json()["items"]
+                    await asyncio.sleep(0.1)
+        (row,) = listed
+        assert row["pid"] == worker.pid
+        assert row["queues"] == ["default"]
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+    async with running_app(settings) as client:
+        after = await client.get("/api/v1/workers", headers=admin_headers())
+    assert after.json()["items"] == []  # a worker that stops cleanly leaves the table

@@ -3,5 +3,6 @@
 from dispatch.models.admin_session import AdminSession
 from dispatch.models.api_key import ApiKey
 from dispatch.models.job import Job, JobAttempt
+from dispatch.models.worker import WorkerRecord
 
-__all__ = ["AdminSession", "ApiKey", "Job", "JobAttempt"]
+__all__ = ["AdminSession", "ApiKey", "Job", "JobAttempt", "WorkerRecord"]

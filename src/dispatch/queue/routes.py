@@ -1,4 +1,4 @@
-"""``/api/v1/jobs``: list, inspect, retry and cancel jobs."""
+"""``/api/v1/jobs`` (list, inspect, retry, cancel) and ``/api/v1/workers``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from fastapi import APIRouter, Query
 
 from dispatch.deps import SessionDep
 from dispatch.errors import ERROR_RESPONSES, BadRequest
-from dispatch.queue import service
-from dispatch.queue.schemas import AttemptOut, JobDetail, JobOut, JobPage, JobState
+from dispatch.queue import service, workers
+from dispatch.queue.schemas import (
+    AttemptOut,
+    JobDetail,
+    JobOut,
+    JobPage,
+    JobState,
+    WorkerList,
+    WorkerOut,
+)
 from dispatch.security.deps import ReadKey, WriteKey
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
@@ -93,3 +101,14 @@ async def cancel_job(job_id: int, session: SessionDep, _: WriteKey) -> JobDetail
     await service.cancel(session, job_id)
     await session.flush()
     return await _detail(session, job_id)
+
+
+@router.get(
+    "/workers",
+    response_model=WorkerList,
+    tags=["workers"],
+    summary="Queue workers that are alive, with the jobs each is running (scope: read)",
+)
+async def list_workers(session: SessionDep, _: ReadKey) -> WorkerList:
+    records = await workers.list_alive(session)
+    return WorkerList(items=[WorkerOut.model_validate(record) for record in records])

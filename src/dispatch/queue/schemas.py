@@ -52,3 +52,21 @@ class JobDetail(JobOut):
 class JobPage(BaseModel):
     items: list[JobOut]
     next_cursor: str | None
+
+
+class WorkerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    hostname: str
+    pid: int
+    version: str
+    queues: list[str]
+    concurrency: int
+    running_job_ids: list[int]
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]

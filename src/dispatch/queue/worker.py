@@ -21,7 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from dispatch.db.engine import Database
-from dispatch.queue import maintenance, notify, service
+from dispatch.queue import maintenance, notify, service, workers
 from dispatch.queue.policy import Decision, RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import ClaimedJob
@@ -84,11 +84,14 @@ class Worker:
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
         notify.add_local_waker(self._on_enqueue)
+        await self._announce()
         try:
             await self._claim_loop(stop)
         finally:
             notify.remove_local_waker(self._on_enqueue)
             await self._drain()
+            with contextlib.suppress(Exception):  # a dead database must not block shutdown
+                await workers.leave(self.database, self.name)
             for side in sides:
                 side.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -178,12 +181,25 @@ class Worker:
         if entry is not None and entry.context.cancelled.is_set():
             await asyncio.shield(service.acknowledge_cancel(self.database, job.id, job.lease_token))
 
+    async def _announce(self) -> None:
+        await workers.beat(
+            self.database,
+            self.name,
+            self.config.queues,
+            self.config.concurrency,
+            list(self._running),
+        )
+
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         interval = self.config.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            for entry in list(self._running.values()):
-                await self._beat(entry)
+            try:
+                for entry in list(self._running.values()):
+                    await self._beat(entry)
+                await self._announce()
+            except Exception:  # the next beat tries again; leases outlive a few misses
+                log.exception("queue.heartbeat_failed", worker=self.name)
 
     async def _beat(self, entry: _Running) -> None:
         progress = entry.context.pending_progress
@@ -212,6 +228,8 @@ class Worker:
 
     async def upkeep(self) -> None:
         """One pass of the leaderless reaper: expire leases, promote, prune."""
+        silent = timedelta(seconds=max(3 * self.config.lease_seconds, 60))
+        await workers.prune_silent(self.database, silent)
         expired = await maintenance.expire_leases(self.database)
         promoted = await maintenance.promote_scheduled(self.database)
         pruned = await maintenance.prune_finished(self.database, self.config.retention)
