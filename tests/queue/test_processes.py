@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from dispatch.models import Job, JobAttempt
 from dispatch.queue import service
 from dispatch.queue.service import JobSpec
 from tests.support import admin_headers, make_settings, running_app
-
-
-@pytest.fixture
-async def database(db_settings: dict[str, Any]) -> AsyncIterator[Database]:
-    db = Database(make_settings(**db_settings))
-    yield db
-    await db.dispose()
 
 
 async def _state(database: Database, job_id: int) -> Job:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -17,14 +15,6 @@ from dispatch.models import Job, JobAttempt
 from dispatch.queue import service
 from dispatch.queue.policy import Decision
 from dispatch.queue.service import JobSpec
-from tests.support import make_settings
-
-
-@pytest.fixture
-async def database(db_settings: dict[str, Any]) -> AsyncIterator[Database]:
-    db = Database(make_settings(**db_settings))
-    yield db
-    await db.dispose()
 
 
 async def _job(database: Database, job_id: int) -> Job:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
@@ -19,16 +18,8 @@ from dispatch.queue.policy import RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import JobSpec
 from dispatch.queue.worker import Worker, WorkerConfig
-from tests.support import make_settings
 
 FAST = RetryPolicy(base_seconds=0, cap_seconds=0, jitter=0)
-
-
-@pytest.fixture
-async def database(db_settings: dict[str, Any]) -> AsyncIterator[Database]:
-    db = Database(make_settings(**db_settings))
-    yield db
-    await db.dispose()
 
 
 class Add(BaseModel):

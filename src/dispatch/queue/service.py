@@ -381,28 +381,34 @@ async def _finish_attempt(
         attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
 
 
-async def complete(
-    database: Database, job_id: int, token: str, result: dict[str, Any] | None = None
+async def _settle(
+    database: Database,
+    job_id: int,
+    token: str,
+    values: dict[str, Any],
+    outcome: str,
+    error: str | None = None,
 ) -> bool:
-    """Mark a job succeeded; False when the lease was lost (the outcome is discarded)."""
+    """Apply a fenced outcome and close the attempt; False when the lease was lost."""
     now = utcnow()
     async with database.session() as session:
         done = await session.scalar(
             update(Job)
             .where(_fenced(job_id, token))
-            .values(
-                state="succeeded",
-                result=result,
-                finished_at=now,
-                lease_token=None,
-                lease_expires_at=None,
-                last_error=None,
-            )
+            .values(**values, lease_token=None, lease_expires_at=None)
             .returning(Job.id)
         )
         if done is not None:
-            await _finish_attempt(session, job_id, token, "succeeded", None, now)
+            await _finish_attempt(session, job_id, token, outcome, error, now)
     return done is not None
+
+
+async def complete(
+    database: Database, job_id: int, token: str, result: dict[str, Any] | None = None
+) -> bool:
+    """Mark a job succeeded; False when the lease was lost (the outcome is discarded)."""
+    values = {"state": "succeeded", "result": result, "finished_at": utcnow(), "last_error": None}
+    return await _settle(database, job_id, token, values, "succeeded")
 
 
 async def fail(
@@ -410,46 +416,22 @@ async def fail(
 ) -> str | None:
     """Record a failed attempt; returns the job's new state, or None when the lease was lost."""
     now = utcnow()
+    values: dict[str, Any] = {"last_error": error[:10_000], "lease_owner": None}
     if decision.retry:
-        state = "scheduled" if decision.delay > 0 else "available"
-        values: dict[str, Any] = {"state": state, "run_at": now + timedelta(seconds=decision.delay)}
+        values["state"] = "scheduled" if decision.delay > 0 else "available"
+        values["run_at"] = now + timedelta(seconds=decision.delay)
     else:
-        state = "failed"
-        values = {"state": state, "finished_at": now}
-    async with database.session() as session:
-        done = await session.scalar(
-            update(Job)
-            .where(_fenced(job_id, token))
-            .values(
-                **values,
-                last_error=error[:10_000],
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(Job.id)
-        )
-        if done is None:
-            return None
-        await _finish_attempt(
-            session, job_id, token, "retried" if decision.retry else "failed", error, now
-        )
-    return state
+        values["state"] = "failed"
+        values["finished_at"] = now
+    outcome = "retried" if decision.retry else "failed"
+    settled = await _settle(database, job_id, token, values, outcome, error)
+    return str(values["state"]) if settled else None
 
 
 async def acknowledge_cancel(database: Database, job_id: int, token: str) -> bool:
     """A worker stopped a job whose cancellation was requested."""
-    now = utcnow()
-    async with database.session() as session:
-        done = await session.scalar(
-            update(Job)
-            .where(_fenced(job_id, token))
-            .values(state="cancelled", finished_at=now, lease_token=None, lease_expires_at=None)
-            .returning(Job.id)
-        )
-        if done is not None:
-            await _finish_attempt(session, job_id, token, "cancelled", None, now)
-    return done is not None
+    values = {"state": "cancelled", "finished_at": utcnow()}
+    return await _settle(database, job_id, token, values, "cancelled")
 
 
 async def get_job(session: AsyncSession, job_id: int) -> Job:
@@ -486,24 +468,13 @@ async def cancel(session: AsyncSession, job_id: int) -> Job:
 
 async def release(database: Database, job_id: int, token: str) -> bool:
     """Hand an unfinished job back at shutdown; the interrupted attempt does not count."""
-    now = utcnow()
-    async with database.session() as session:
-        done = await session.scalar(
-            update(Job)
-            .where(_fenced(job_id, token))
-            .values(
-                state="available",
-                attempt=Job.attempt - 1,
-                run_at=now,
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(Job.id)
-        )
-        if done is not None:
-            await _finish_attempt(session, job_id, token, "released", "worker shut down", now)
-    return done is not None
+    values = {
+        "state": "available",
+        "attempt": Job.attempt - 1,
+        "run_at": utcnow(),
+        "lease_owner": None,
+    }
+    return await _settle(database, job_id, token, values, "released", "worker shut down")
 
 
 @dataclass(frozen=True, slots=True)
