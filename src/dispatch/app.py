@@ -103,7 +103,8 @@ async def _prune_sessions(runtime: Runtime) -> None:
 
 def _start_worker(runtime: Runtime, stop: asyncio.Event) -> asyncio.Task[None]:
     """The embedded worker: the same loop `dispatch worker` runs, inside the API process."""
-    worker = Worker(runtime.database, runtime.registry, worker_config(runtime.settings))
+    config = worker_config(runtime.settings)
+    worker = Worker(runtime.database, runtime.registry, config, runtime.metrics)
     runtime.worker = worker
     return asyncio.create_task(worker.run(stop), name="queue.worker")
 

@@ -58,13 +58,20 @@ async def test_the_embedded_worker_runs_jobs(db_settings: dict[str, Any]) -> Non
     settings = make_settings(**db_settings, worker_enabled=True, worker_poll_interval_seconds=0.05)
     database = Database(settings)
     try:
-        async with running_app(settings):
+        async with running_app(settings) as client:
             async with database.session() as session:
                 created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 0}))
+                await service.enqueue(session, JobSpec("unknown.kind", delay=3600))
             job = await _wait_for(database, created.job_id, "succeeded")
+            text = (await client.get("/metrics", headers=admin_headers())).text
     finally:
         await database.dispose()
     assert job.result == {"slept": 0.0}
+    assert 'dispatch_queue_attempts_total{kind="queue.sleep",outcome="succeeded"} 1.0' in text
+    assert "dispatch_queue_claim_wait_seconds_count 1.0" in text
+    assert 'dispatch_queue_jobs{kind="queue.sleep",state="succeeded"} 1.0' in text
+    assert 'dispatch_queue_jobs{kind="unknown.kind",state="scheduled"} 1.0' in text
+    assert "dispatch_queue_oldest_available_seconds 0.0" in text
 
 
 async def test_kill_9_mid_job_and_the_job_still_completes(

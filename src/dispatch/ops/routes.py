@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from dispatch import __version__
+from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES
 from dispatch.ops import service
 from dispatch.ops.schemas import HealthOut, ReadyOut, RootOut, ServiceInfoOut
+from dispatch.queue import service as queue_service
 from dispatch.security.deps import Authorize, ReadKey, limit_anonymous, presented_key
 from dispatch.security.scopes import Scope
 from dispatch.telemetry.metrics import CONTENT_TYPE
@@ -82,6 +84,10 @@ async def _metrics_access(
     summary="Prometheus metrics (scope: metrics, unless METRICS_PUBLIC=true)",
 )
 async def metrics(runtime: RuntimeDep) -> Response:
+    async with runtime.database.session(write=False) as session:
+        counts, oldest = await queue_service.depth(session)
+    age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+    runtime.metrics.set_queue_depth(counts, max(0.0, age))
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -100,6 +100,7 @@ class ClaimedJob:
     lease_token: str
     lease_expires_at: datetime
     deadline_at: datetime | None
+    wait_seconds: float = 0.0  # from due (run_at) to claimed
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -248,6 +249,7 @@ async def claim(
                 deadline_at=now + timedelta(seconds=row.timeout_seconds)
                 if row.timeout_seconds
                 else None,
+                wait_seconds=max(0.0, (now - row.run_at).total_seconds()),
             )
             for row in rows
         ]
@@ -512,3 +514,12 @@ async def list_jobs(
 async def attempts_of(session: AsyncSession, job_id: int) -> Sequence[JobAttempt]:
     query = select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.attempt)
     return (await session.scalars(query)).all()
+
+
+async def depth(session: AsyncSession) -> tuple[list[tuple[str, str, int]], datetime | None]:
+    """Jobs per (state, kind), and the due time of the oldest available job."""
+    counts = await session.execute(
+        select(Job.state, Job.kind, func.count()).group_by(Job.state, Job.kind)
+    )
+    oldest = await session.scalar(select(func.min(Job.run_at)).where(Job.state == "available"))
+    return [(state, kind, count) for state, kind, count in counts.all()], oldest

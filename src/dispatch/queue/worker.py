@@ -25,6 +25,7 @@ from dispatch.queue import maintenance, notify, service, workers
 from dispatch.queue.policy import Decision, RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import ClaimedJob
+from dispatch.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -54,8 +55,15 @@ class _Running:
 
 
 class Worker:
-    def __init__(self, database: Database, registry: Registry, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        database: Database,
+        registry: Registry,
+        config: WorkerConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.database = database
+        self.metrics = metrics
         self.registry = registry
         self.config = config
         self._running: dict[int, _Running] = {}
@@ -126,7 +134,13 @@ class Worker:
             for waiter in waiters:
                 waiter.cancel()
 
+    def _count(self, job: ClaimedJob, outcome: str | None) -> None:
+        if self.metrics is not None and outcome is not None:
+            self.metrics.queue_attempts.labels(job.kind, outcome).inc()
+
     def _start(self, job: ClaimedJob) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_claim_wait.observe(job.wait_seconds)
         context = JobContext(job=job, database=self.database)
         task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
         self._running[job.id] = _Running(job, context, task)
@@ -148,12 +162,14 @@ class Worker:
         if handler is None:
             error = f"no handler is registered for kind {job.kind!r}"
             await service.fail(self.database, job.id, job.lease_token, error, Decision(False))
+            self._count(job, "failed")
             return
         try:
             args = handler.parse(job.args)
         except ValidationError as exc:
             error = f"invalid arguments: {exc.errors(include_url=False)}"
             await service.fail(self.database, job.id, job.lease_token, error, Decision(False))
+            self._count(job, "failed")
             return
         timeout = handler.timeout_seconds
         try:
@@ -165,21 +181,25 @@ class Worker:
         except Exception as exc:  # the handler's failure is the job's, not the worker's
             await self._after_failure(job, handler.policy, exc)
             return
-        await service.complete(self.database, job.id, job.lease_token, result)
+        done = await service.complete(self.database, job.id, job.lease_token, result)
+        self._count(job, "succeeded" if done else "lease_lost")
 
     async def _after_failure(self, job: ClaimedJob, policy: RetryPolicy, exc: Exception) -> None:
         error = exc if not isinstance(exc, TimeoutError) else TimeoutError("handler timed out")
         decision = policy.decide(job.attempt, job.max_attempts, error)
         message = f"{type(error).__name__}: {error}"
         state = await service.fail(self.database, job.id, job.lease_token, message, decision)
+        outcome = "lease_lost" if state is None else ("retried" if decision.retry else "failed")
+        self._count(job, outcome)
         log.info("queue.job_failed", job_id=job.id, kind=job.kind, state=state, error=message)
 
     async def _after_cancel(self, job: ClaimedJob) -> None:
         entry = self._running.get(job.id)
         if entry is not None and entry.lease_lost:
-            return  # someone else owns it now: write nothing
+            return  # someone else owns it now (or it is being released): write nothing
         if entry is not None and entry.context.cancelled.is_set():
             await asyncio.shield(service.acknowledge_cancel(self.database, job.id, job.lease_token))
+            self._count(job, "cancelled")
 
     async def _announce(self) -> None:
         await workers.beat(

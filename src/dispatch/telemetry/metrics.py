@@ -59,12 +59,42 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.queue_jobs = Gauge(
+            "dispatch_queue_jobs",
+            "Jobs in the queue by state and kind, read at scrape time",
+            ["state", "kind"],
+            registry=self.registry,
+        )
+        self.queue_oldest_available = Gauge(
+            "dispatch_queue_oldest_available_seconds",
+            "How long the oldest available job has been due (0 when none waits)",
+            registry=self.registry,
+        )
+        self.queue_claim_wait = Histogram(
+            "dispatch_queue_claim_wait_seconds",
+            "From a job being due to a worker claiming it (this process's workers)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.queue_attempts = Counter(
+            "dispatch_queue_attempts",
+            "Finished job attempts by kind and outcome (this process's workers)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "dispatch_rate_limited",
             "Requests refused by a rate limit, by route group",
             ["group"],
             registry=self.registry,
         )
+
+    def set_queue_depth(self, counts: list[tuple[str, str, int]], oldest_age: float) -> None:
+        """Replace the depth gauges with a fresh reading (kinds that drained disappear)."""
+        self.queue_jobs.clear()
+        for state, kind, count in counts:
+            self.queue_jobs.labels(state, kind).set(count)
+        self.queue_oldest_available.set(oldest_age)
 
     def set_build_info(self, version: str, database: str) -> None:
         self.build_info.labels(version, platform.python_version(), database).set(1)
