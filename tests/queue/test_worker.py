@@ -16,6 +16,7 @@ from dispatch.queue import maintenance, service
 from dispatch.queue.errors import PermanentFailure, RetryAfter
 from dispatch.queue.policy import RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
+from dispatch.queue.schedules import ScheduleSpec
 from dispatch.queue.service import JobSpec
 from dispatch.queue.worker import Worker, WorkerConfig
 
@@ -268,3 +269,21 @@ async def test_an_enqueue_in_this_process_wakes_the_worker(database: Database) -
     finally:
         stop.set()
         await task
+
+
+async def test_the_worker_runs_its_schedules(database: Database) -> None:
+    registry = Registry()
+    ran: list[int] = []
+
+    @registry.register("tick")
+    async def tick(context: JobContext, args: dict[str, Any]) -> None:
+        ran.append(context.job.id)
+
+    registry.schedule(ScheduleSpec("ticker", "@every 1s", "tick"))
+    worker = Worker(database, registry, config(poll_interval=0.05))
+
+    async def ran_twice() -> bool:
+        return len(ran) >= 2
+
+    await run_until(worker, ran_twice)
+    assert len(set(ran)) == len(ran)  # every slot is a job of its own

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from dispatch.db.engine import Database
 from dispatch.queue.policy import RetryPolicy
+from dispatch.queue.schedules import ScheduleSpec, validate
 from dispatch.queue.service import ClaimedJob
 
 HandlerResult = dict[str, Any] | None
@@ -51,6 +52,16 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
+
+    def schedule(self, spec: ScheduleSpec) -> None:
+        """Run ``spec.kind`` at every slot of ``spec.expression`` (validated now, not at 3 a.m.)."""
+        validate(spec.expression)
+        self._schedules[spec.name] = spec
+
+    @property
+    def schedules(self) -> list[ScheduleSpec]:
+        return list(self._schedules.values())
 
     def register(
         self,

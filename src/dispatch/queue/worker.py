@@ -21,7 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from dispatch.db.engine import Database
-from dispatch.queue import maintenance, notify, service, workers
+from dispatch.queue import maintenance, notify, scheduler, service, workers
 from dispatch.queue.policy import Decision, RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import ClaimedJob
@@ -85,9 +85,11 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully."""
         log.info("queue.worker_started", worker=self.name, queues=self.config.queues)
+        await scheduler.sync(self.database, self.registry.schedules)
         sides = [
             asyncio.create_task(self._heartbeat_loop(stop), name="queue.heartbeat"),
             asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep"),
+            asyncio.create_task(self._schedule_loop(), name="queue.schedules"),
         ]
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
@@ -237,6 +239,15 @@ class Worker:
         elif beat.cancel_requested:
             entry.context.cancelled.set()
             entry.task.cancel()
+
+    async def _schedule_loop(self) -> None:
+        """Turn due schedule slots into jobs; a second's granularity serves 6-field cron."""
+        while True:
+            try:
+                await scheduler.tick(self.database)
+            except Exception:
+                log.exception("queue.schedule_tick_failed", worker=self.name)
+            await asyncio.sleep(min(1.0, self.config.poll_interval))
 
     async def _upkeep_loop(self, stop: asyncio.Event) -> None:
         while True:
