@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from dispatch import __version__
 from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.ops import service
 from dispatch.runtime import Runtime
 from dispatch.security import api_keys, sessions
 from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
+from dispatch.web import queue_pages
 from dispatch.web.auth import (
     CsrfUserDep,
     LoginRequired,
@@ -28,17 +26,9 @@ from dispatch.web.auth import (
     set_login_csrf,
     start_session,
 )
+from dispatch.web.pages import HERE, page
 
-HERE = Path(__file__).resolve().parent
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals["version"] = __version__
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-
-def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    runtime = request.app.state.runtime
-    base = {"app_name": runtime.settings.app_name, "request_id": request.state.request_id}
-    return templates.TemplateResponse(request, name, base | context, status_code=status)
 
 
 def _safe_next(target: str | None) -> str:
@@ -52,9 +42,9 @@ def _login_page(
 ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     context = {"next": _safe_next(next), "error": error, "csrf_token": token}
-    page = _page(request, "login.html", context, status)
-    set_login_csrf(runtime, request, page, token)
-    return page
+    rendered = page(request, "login.html", context, status)
+    set_login_csrf(runtime, request, rendered, token)
+    return rendered
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -105,12 +95,12 @@ async def _dashboard_context(request: Request) -> dict[str, Any]:
 async def dashboard(request: Request, session: SessionDep, user: UiUserDep) -> Response:
     keys = await api_keys.list_keys(session)
     context = await _dashboard_context(request)
-    return _page(request, "dashboard.html", context | {"user": user, "key_count": len(keys)})
+    return page(request, "dashboard.html", context | {"user": user, "key_count": len(keys)})
 
 
 @router.get("/partials/health", response_class=HTMLResponse)
 async def health_partial(request: Request, user: UiUserDep) -> Response:
-    return _page(request, "_health.html", await _dashboard_context(request) | {"user": user})
+    return page(request, "_health.html", await _dashboard_context(request) | {"user": user})
 
 
 @router.get("/keys", response_class=HTMLResponse)
@@ -122,7 +112,7 @@ async def keys_page(request: Request, session: SessionDep, user: UiUserDep) -> R
         "scopes": [str(scope) for scope in Scope],
         "created": None,
     }
-    return _page(request, "keys.html", context)
+    return page(request, "keys.html", context)
 
 
 @router.post("/keys", response_class=HTMLResponse)
@@ -141,7 +131,7 @@ async def create_key(
         "scopes": [str(scope) for scope in Scope],
         "created": {"name": record.name, "key": plaintext},
     }
-    return _page(request, "keys.html", context, status=201)
+    return page(request, "keys.html", context, status=201)
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -157,13 +147,14 @@ async def _render_error(request: Request, status: int, code: str, message: str) 
         target = quote(request.url.path, safe="/")
         return RedirectResponse(f"/ui/login?next={target}", status_code=303)
     context = {"status": status, "code": code, "message": message}
-    return _page(request, "error.html", context, status=status)
+    return page(request, "error.html", context, status=status)
 
 
 def install(app: FastAPI) -> None:
     """Mount static assets and the UI, and render UI errors as HTML pages."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
+    app.include_router(queue_pages.router)
     app.state.html_error_renderer = _render_error
 
     @app.get("/login", include_in_schema=False)
