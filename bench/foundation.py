@@ -50,7 +50,7 @@ DEFAULT_SECONDS = 10
 QUICK_SECONDS = 2
 # Load alternates between the two servers for this many rounds and reports medians: on a
 # two-core machine one run can be 20% off, and alternating spreads the drift over both.
-LOAD_ROUNDS = 3
+LOAD_ROUNDS = 5
 
 
 @dataclass
@@ -248,6 +248,16 @@ def summarise(ours: Measured, bare: Measured) -> list[Row]:
                 decimals=0,
                 target=f"ratio >= {THROUGHPUT_RATIO_TARGET}",
                 met=mine / base >= THROUGHPUT_RATIO_TARGET,
+            )
+        )
+        paired = [
+            a.requests_per_second / b.requests_per_second
+            for a, b in zip(ours.load[name], bare.load[name], strict=True)
+        ]
+        rows.append(
+            Row(
+                f"GET {path} same-round ratio Dispatch/bare, median of {LOAD_ROUNDS}",
+                statistics.median(paired),
             )
         )
         rows.append(
