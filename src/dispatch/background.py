@@ -39,10 +39,6 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.restart_cap)
 
-    @property
-    def names(self) -> list[str]:
-        return [name for name, task in self._tasks.items() if not task.done()]
-
     async def stop(self) -> None:
         for task in self._tasks.values():
             task.cancel()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
+from dispatch.models.job import FINISHED_STATES
 
 LEASE_EXPIRED = "lease expired: the worker stopped heart-beating or ran past its deadline"
 
@@ -98,7 +99,7 @@ async def prune_finished(database: Database, older_than: timedelta, batch: int =
     async with database.session() as session:
         old = (
             select(Job.id)
-            .where(Job.state.in_(("succeeded", "failed", "cancelled")), Job.finished_at < cutoff)
+            .where(Job.state.in_(FINISHED_STATES), Job.finished_at < cutoff)
             .limit(batch)
         )
         result = await session.execute(delete(Job).where(Job.id.in_(old.scalar_subquery())))

@@ -81,7 +81,3 @@ class Registry:
 
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)
-
-    @property
-    def kinds(self) -> list[str]:
-        return sorted(self._handlers)

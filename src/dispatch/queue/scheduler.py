@@ -18,12 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.models import Job, Schedule
+from dispatch.models.job import LIVE_STATES
 from dispatch.queue import service
 from dispatch.queue.schedules import ScheduleSpec, next_slot
 
 log = structlog.get_logger(__name__)
-
-_LIVE = ("scheduled", "available", "running")
 
 
 async def sync(database: Database, specs: Sequence[ScheduleSpec]) -> None:
@@ -86,7 +85,7 @@ async def _take_slot(database: Database, schedule: Schedule, now: datetime) -> i
         last = (
             await session.scalar(select(Job.state).where(Job.id == previous)) if previous else None
         )
-        if last in _LIVE:
+        if last in LIVE_STATES:
             await session.execute(
                 update(Schedule)
                 .where(Schedule.name == schedule.name)

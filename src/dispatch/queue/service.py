@@ -32,13 +32,12 @@ from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobAttempt
+from dispatch.models.job import LIVE_STATES
 from dispatch.queue import notify
 from dispatch.queue.policy import Decision
 
 DEFAULT_QUEUE = "default"
-_LIVE_DEDUPE = and_(
-    Job.dedupe_key.is_not(None), Job.state.in_(("scheduled", "available", "running"))
-)
+_LIVE_DEDUPE = and_(Job.dedupe_key.is_not(None), Job.state.in_(LIVE_STATES))
 # ON CONFLICT must name the partial index's predicate with literals, or SQLite cannot match it.
 _DEDUPE_INDEX_WHERE = text(
     "dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')"

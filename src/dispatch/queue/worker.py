@@ -74,10 +74,6 @@ class Worker:
     def name(self) -> str:
         return self.config.name
 
-    def wake(self) -> None:
-        """Claim now instead of at the next poll (a job was just enqueued)."""
-        self._wake.set()
-
     def _on_enqueue(self, queues: set[str]) -> None:
         if not queues or queues.intersection(self.config.queues):
             self._wake.set()

@@ -122,6 +122,3 @@ class RateLimiter:
                 headers=headers,
             )
         return state
-
-    async def reset(self) -> None:
-        await self.storage.reset()

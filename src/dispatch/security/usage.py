@@ -21,9 +21,6 @@ class KeyUsage:
     def record(self, key_id: int, when: datetime) -> None:
         self._pending[key_id] = when
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
     async def flush(self, database: Database) -> int:
         """Write the pending times; a later time already stored is never moved back."""
         pending, self._pending = self._pending, {}
