@@ -115,6 +115,48 @@ async def test_a_stale_lease_token_cannot_overwrite_the_new_owner(database: Data
     assert (job.state, job.result) == ("succeeded", {"from": "owner"})
 
 
+async def test_complete_many_settles_held_leases_only(database: Database) -> None:
+    async with database.session() as session:
+        await service.enqueue_many(session, [JobSpec("noop", {"n": n}) for n in range(4)])
+    first, second, third, fourth = await service.claim(database, owner="w", limit=4)
+    await asyncio.sleep(0.05)  # so the attempts have a measurable duration
+    settled = await service.complete_many(
+        database,
+        [
+            service.Completion(first.id, first.lease_token, {"n": 0}),
+            service.Completion(second.id, second.lease_token),
+            service.Completion(third.id, "0" * 32, {"forged": True}),  # not its token
+            service.Completion(fourth.id, fourth.lease_token, {"n": 3}),
+        ],
+    )
+    assert settled == {first.id, second.id, fourth.id}
+    assert await service.complete_many(database, []) == set()
+    states = {job.id: (await _job(database, job.id)) for job in (first, second, third, fourth)}
+    assert states[first.id].result == {"n": 0}
+    assert states[second.id].result is None
+    assert states[fourth.id].result == {"n": 3}
+    assert [states[j.id].state for j in (first, second, third, fourth)] == [
+        "succeeded",
+        "succeeded",
+        "running",
+        "succeeded",
+    ]
+    assert states[first.id].lease_token is None
+    async with database.session(write=False) as session:
+        attempts = {a.job_id: a for a in (await session.scalars(select(JobAttempt))).all()}
+    assert attempts[third.id].outcome == "running"
+    for job in (first, second, fourth):
+        assert attempts[job.id].outcome == "succeeded"
+        duration = attempts[job.id].duration_ms
+        assert duration is not None
+        assert 40 <= duration < 10_000
+    # Completing twice changes nothing the second time.
+    assert (
+        await service.complete_many(database, [service.Completion(first.id, first.lease_token)])
+        == set()
+    )
+
+
 async def test_failures_retry_then_dead_letter_then_manual_retry(database: Database) -> None:
     async with database.session() as session:
         created = await service.enqueue(session, JobSpec("flaky", max_attempts=2))

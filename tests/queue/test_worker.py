@@ -287,3 +287,43 @@ async def test_the_worker_runs_its_schedules(database: Database) -> None:
 
     await run_until(worker, ran_twice)
     assert len(set(ran)) == len(ran)  # every slot is a job of its own
+
+
+async def test_successes_that_finish_together_are_written_together(
+    database: Database, monkeypatch: Any
+) -> None:
+    batches: list[int] = []
+    real_complete_many = service.complete_many
+
+    async def counting(db: Database, completions: Any) -> set[int]:
+        batches.append(len(completions))
+        return await real_complete_many(db, completions)
+
+    monkeypatch.setattr(service, "complete_many", counting)
+    registry = Registry()
+    release = asyncio.Event()
+
+    @registry.register("gate")
+    async def gate(context: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"n": args["n"]}
+
+    ids = await enqueue(database, *(JobSpec("gate", {"n": n}) for n in range(12)))
+    worker = Worker(database, registry, config(concurrency=12))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def all_running() -> bool:
+        return await states(database, ids) == ["running"] * 12
+
+    await until(all_running)
+    release.set()  # twelve handlers return in the same turn of the event loop
+
+    async def all_done() -> bool:
+        return await states(database, ids) == ["succeeded"] * 12
+
+    await until(all_done)
+    stop.set()
+    await task
+    assert batches == [12]
+    assert [(await job(database, job_id)).result for job_id in ids] == [{"n": n} for n in range(12)]

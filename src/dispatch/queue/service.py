@@ -16,19 +16,23 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     and_,
+    cast,
     func,
     insert,
+    literal,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from dispatch.db.base import utcnow
+from dispatch.db.base import UTCDateTime, utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobAttempt
@@ -369,17 +373,32 @@ async def heartbeat(
     return Heartbeat(alive=True, cancel_requested=bool(row.cancel_requested))
 
 
-async def _finish_attempt(
-    session: AsyncSession, job_id: int, token: str, outcome: str, error: str | None, now: datetime
+def _elapsed_ms(dialect: str, now: datetime) -> ColumnElement[int]:
+    """Milliseconds from an attempt's start to ``now``, computed where the row is."""
+    at = literal(now, UTCDateTime())
+    if dialect == "postgresql":
+        seconds: ColumnElement[Any] = func.extract("epoch", at - JobAttempt.started_at)
+    else:
+        seconds = (func.julianday(at) - func.julianday(JobAttempt.started_at)) * 86400
+    return cast(func.round(seconds * 1000), Integer)
+
+
+async def _close_attempts(
+    session: AsyncSession,
+    leases: Sequence[tuple[int, str]],
+    outcome: str,
+    error: str | None,
+    now: datetime,
 ) -> None:
-    attempt = await session.scalar(
-        select(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.lease_token == token)
+    """Record how the attempts holding ``leases`` (job id, token) ended, in one statement."""
+    dialect = session.get_bind().dialect.name
+    await session.execute(
+        update(JobAttempt)
+        .where(tuple_(JobAttempt.job_id, JobAttempt.lease_token).in_(leases))
+        .values(
+            outcome=outcome, error=error, finished_at=now, duration_ms=_elapsed_ms(dialect, now)
+        )
     )
-    if attempt is not None:
-        attempt.outcome = outcome
-        attempt.error = error
-        attempt.finished_at = now
-        attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
 
 
 async def _settle(
@@ -400,16 +419,62 @@ async def _settle(
             .returning(Job.id)
         )
         if done is not None:
-            await _finish_attempt(session, job_id, token, outcome, error, now)
+            await _close_attempts(session, [(job_id, token)], outcome, error, now)
     return done is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A job that succeeded, with the lease token its claim handed out."""
+
+    job_id: int
+    token: str
+    result: dict[str, Any] | None = None
 
 
 async def complete(
     database: Database, job_id: int, token: str, result: dict[str, Any] | None = None
 ) -> bool:
     """Mark a job succeeded; False when the lease was lost (the outcome is discarded)."""
-    values = {"state": "succeeded", "result": result, "finished_at": utcnow(), "last_error": None}
-    return await _settle(database, job_id, token, values, "succeeded")
+    return job_id in await complete_many(database, [Completion(job_id, token, result)])
+
+
+async def complete_many(database: Database, completions: Sequence[Completion]) -> set[int]:
+    """Mark jobs succeeded in one short transaction; returns the ids whose lease still held.
+
+    A completion whose token no longer matches (the lease expired and the job went
+    to another worker, or it was released) changes nothing.
+    """
+    if not completions:
+        return set()
+    now = utcnow()
+    leases = [(done.job_id, done.token) for done in completions]
+    async with database.session() as session:
+        rows = await session.execute(
+            update(Job)
+            .where(tuple_(Job.id, Job.lease_token).in_(leases), Job.state == "running")
+            .values(
+                state="succeeded",
+                finished_at=now,
+                last_error=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+            .returning(Job.id)
+        )
+        settled = {row.id for row in rows}
+        if not settled:
+            return settled
+        results = [
+            {"id": done.job_id, "result": done.result}
+            for done in completions
+            if done.result is not None and done.job_id in settled
+        ]
+        if results:
+            await session.execute(update(Job), results)
+        held = [lease for lease in leases if lease[0] in settled]
+        await _close_attempts(session, held, "succeeded", None, now)
+    return settled
 
 
 async def fail(

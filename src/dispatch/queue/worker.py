@@ -46,6 +46,47 @@ class WorkerConfig:
     name: str = field(default_factory=default_worker_name)
 
 
+class _Completer:
+    """Group commit for successes: those that finish while a write is in flight go out together.
+
+    A lone completion is written at once (after one turn of the event loop); under
+    load, completions pile up behind the write in progress and the next write
+    settles them all in one transaction, as River's and Oban's batch completers do.
+    """
+
+    def __init__(self, database: Database, max_batch: int = 200) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self._pending: list[tuple[service.Completion, asyncio.Future[bool]]] = []
+        self._ready = asyncio.Event()
+
+    async def complete(self, completion: service.Completion) -> bool:
+        """Queue one success; True once it is durable, False when the lease was lost."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((completion, future))
+        self._ready.set()
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            await asyncio.sleep(0)  # handlers finishing in this turn of the loop join in
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            if not self._pending:
+                self._ready.clear()
+            try:
+                settled = await service.complete_many(self.database, [item for item, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for completion, future in batch:
+                if not future.done():  # its handler's task may have been cancelled meanwhile
+                    future.set_result(completion.job_id in settled)
+
+
 @dataclass
 class _Running:
     job: ClaimedJob
@@ -68,6 +109,7 @@ class Worker:
         self.config = config
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
+        self._completer = _Completer(database)
         self.processed = 0
 
     @property
@@ -86,6 +128,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(stop), name="queue.heartbeat"),
             asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep"),
             asyncio.create_task(self._schedule_loop(), name="queue.schedules"),
+            asyncio.create_task(self._completer.run(), name="queue.completer"),
         ]
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
@@ -179,7 +222,12 @@ class Worker:
         except Exception as exc:  # the handler's failure is the job's, not the worker's
             await self._after_failure(job, handler.policy, exc)
             return
-        done = await service.complete(self.database, job.id, job.lease_token, result)
+        completion = service.Completion(job.id, job.lease_token, result)
+        try:
+            done = await self._completer.complete(completion)
+        except Exception:  # the lease runs out and the job runs again: at least once
+            log.exception("queue.complete_failed", job_id=job.id, worker=self.name)
+            return
         self._count(job, "succeeded" if done else "lease_lost")
 
     async def _after_failure(self, job: ClaimedJob, policy: RetryPolicy, exc: Exception) -> None:
