@@ -22,6 +22,7 @@ from dispatch.errors import install_error_handlers
 from dispatch.jobs import build_registry, worker_config
 from dispatch.ops.routes import api_router as ops_api_router
 from dispatch.ops.routes import router as ops_router
+from dispatch.queue.node_routes import router as nodes_router
 from dispatch.queue.routes import router as jobs_router
 from dispatch.queue.worker import Worker
 from dispatch.runtime import Runtime
@@ -68,6 +69,8 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             "metrics": per_minute,
             "ui": per_minute,
             "login": settings.login_rate_per_minute,
+            "nodes": settings.node_request_rate_per_minute,
+            "node_claim": settings.node_claim_rate_per_minute,
         },
         redis=redis,
     )
@@ -191,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_api_router, prefix=settings.api_v1_prefix)
     app.include_router(keys_router, prefix=settings.api_v1_prefix)
     app.include_router(jobs_router, prefix=settings.api_v1_prefix)
+    app.include_router(nodes_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
     return app

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     queue_upkeep_interval_seconds: float = Field(default=10.0, gt=0)
     job_retention_days: float = Field(default=7.0, gt=0)
 
+    # Remote nodes leasing jobs over HTTP.
+    node_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["remote"])
+    node_lease_seconds: float = Field(default=300.0, ge=5)
+    node_silent_seconds: float = Field(default=180.0, ge=5)
+    node_claim_rate_per_minute: int = Field(default=60, ge=1)
+    node_request_rate_per_minute: int = Field(default=600, ge=1)
+
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: Any) -> Any:
@@ -128,7 +135,12 @@ class Settings(BaseSettings):
         return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator(
-        "allowed_origins", "api_keys", "trusted_proxies", "worker_queues", mode="before"
+        "allowed_origins",
+        "api_keys",
+        "trusted_proxies",
+        "worker_queues",
+        "node_queues",
+        mode="before",
     )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
@@ -174,6 +186,16 @@ class Settings(BaseSettings):
         if value is not None and not _SCHEMA_NAME.match(value):
             raise ValueError("must be a lower-case SQL identifier")
         return value
+
+    @model_validator(mode="after")
+    def _separate_node_queues(self) -> Settings:
+        shared = sorted(set(self.node_queues) & set(self.worker_queues))
+        if shared:
+            raise ValueError(
+                f"NODE_QUEUES: {', '.join(shared)} is also in WORKER_QUEUES; a queue is served "
+                "either by the service's workers or by remote nodes, not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

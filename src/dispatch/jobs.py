@@ -45,6 +45,7 @@ def worker_config(settings: Settings, **overrides: Any) -> WorkerConfig:
         "shutdown_grace": settings.worker_shutdown_grace_seconds,
         "upkeep_interval": settings.queue_upkeep_interval_seconds,
         "retention": timedelta(days=settings.job_retention_days),
+        "node_silent_after": timedelta(seconds=settings.node_silent_seconds),
     }
     values.update(overrides)
     return WorkerConfig(**values)

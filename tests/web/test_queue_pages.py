@@ -1,4 +1,4 @@
-"""Admin UI pages for jobs and workers."""
+"""Admin UI pages for jobs, workers and nodes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from dispatch.db.engine import Database
-from dispatch.queue import service, workers
+from dispatch.queue import nodes, service, workers
 from dispatch.queue.policy import Decision
 from dispatch.queue.service import JobSpec
 from tests.support import ADMIN_PASSWORD, make_settings
@@ -68,3 +68,35 @@ async def test_workers_page(client: httpx.AsyncClient, db_settings: dict[str, An
     page = await client.get("/ui/workers")
     assert page.status_code == 200
     assert "ui-worker" in page.text
+
+
+async def test_nodes_page_shows_load_and_disables(
+    client: httpx.AsyncClient, db_settings: dict[str, Any]
+) -> None:
+    database = Database(make_settings(**db_settings))
+    try:
+        async with database.session() as session:
+            node, _ = await nodes.register(
+                session, nodes.Registration("rescuer-7", capacity=100, queues=["remote"])
+            )
+            await service.enqueue(
+                session, JobSpec("fleet.rescue", queue="remote", required_capacity=30)
+            )
+        await nodes.claim(database, node.id, limit=5, lease_seconds=300)
+    finally:
+        await database.dispose()
+    assert (await client.get("/ui/nodes")).status_code == 303  # login first
+    await login(client, ADMIN_PASSWORD)
+    page = await client.get("/ui/nodes")
+    assert page.status_code == 200
+    assert "rescuer-7" in page.text
+    assert "30 / 100" in page.text
+    assert "1 / 4" in page.text
+    action = f"/ui/nodes/{node.id}/disable"
+    assert action in page.text
+    assert (await client.post(action)).status_code == 403  # no CSRF token
+    done = await client.post(action, data={"csrf_token": csrf_from(page.text)})
+    assert (done.status_code, done.headers["location"]) == (303, "/ui/nodes")
+    after = await client.get("/ui/nodes")
+    assert "disabled" in after.text
+    assert f"/ui/nodes/{node.id}/enable" in after.text

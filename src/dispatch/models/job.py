@@ -48,6 +48,8 @@ class Job(Base):
         Index("ix_jobs_scheduled", "run_at", **_partial("state = 'scheduled'")),
         Index("ix_jobs_lease", "lease_expires_at", **_partial("state = 'running'")),
         Index("ix_jobs_concurrency", "concurrency_key", **_partial("state = 'running'")),
+        # What one remote node holds (its in-flight count and capacity in use).
+        Index("ix_jobs_owner", "lease_owner", **_partial("state = 'running'")),
         Index("ix_jobs_finished", "finished_at", **_partial("finished_at IS NOT NULL")),
         Index("ix_jobs_kind_state", "kind", "state"),
         # Enqueueing a dedupe key that is already live returns the live job instead.

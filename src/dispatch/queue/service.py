@@ -63,6 +63,8 @@ class JobSpec:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     timeout_seconds: int | None = None
+    required_capacity: int = 0  # remote nodes: what the job needs of a node's capacity
+    required_labels: tuple[str, ...] = ()  # remote nodes: labels a node must carry
 
     def values(self, now: datetime) -> dict[str, Any]:
         run_at = self.run_at or now + timedelta(seconds=self.delay)
@@ -79,8 +81,8 @@ class JobSpec:
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
             "timeout_seconds": self.timeout_seconds,
-            "required_capacity": 0,
-            "required_labels": [],
+            "required_capacity": self.required_capacity,
+            "required_labels": sorted(set(self.required_labels)),
             "cancel_requested": False,
             "created_at": now,
         }
@@ -104,6 +106,7 @@ class ClaimedJob:
     lease_expires_at: datetime
     deadline_at: datetime | None
     wait_seconds: float = 0.0  # from due (run_at) to claimed
+    required_capacity: int = 0
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -168,6 +171,18 @@ def _random_token(dialect: str) -> ColumnElement[str]:
     return func.lower(func.hex(func.randomblob(16)))
 
 
+def concurrency_allows() -> ColumnElement[bool]:
+    """The job has no concurrency key, or its key is below its running limit."""
+    running = aliased(Job)
+    busy_key = (
+        select(func.count())
+        .select_from(running)
+        .where(running.state == "running", running.concurrency_key == Job.concurrency_key)
+        .scalar_subquery()
+    )
+    return Job.concurrency_key.is_(None) | (busy_key < func.coalesce(Job.concurrency_limit, 1))
+
+
 async def claim(
     database: Database,
     *,
@@ -182,82 +197,91 @@ async def claim(
     serialises claimers with ``BEGIN IMMEDIATE``. Either way a job goes to one owner.
     """
     now = utcnow()
-    lease_expires_at = now + timedelta(seconds=lease_seconds)
     async with database.session() as session:
-        dialect = session.get_bind().dialect.name
-        running = aliased(Job)
-        busy_key = (
-            select(func.count())
-            .select_from(running)
-            .where(running.state == "running", running.concurrency_key == Job.concurrency_key)
-            .scalar_subquery()
-        )
         due = (
             select(Job.id)
             .where(
                 Job.queue.in_(queues),
                 Job.state == "available",
                 Job.run_at <= now,
-                Job.concurrency_key.is_(None)
-                | (busy_key < func.coalesce(Job.concurrency_limit, 1)),
+                concurrency_allows(),
             )
             .order_by(Job.priority, Job.run_at, Job.id)
             .limit(limit)
         )
-        if dialect == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(Job)
-            .where(Job.id.in_(due.scalar_subquery()))
-            .values(
-                state="running",
-                attempt=Job.attempt + 1,
-                lease_owner=owner,
-                lease_token=_random_token(dialect),
-                lease_expires_at=lease_expires_at,
-                heartbeat_at=now,
-                started_at=now,
-                cancel_requested=False,
-            )
-            .returning(
-                Job.id,
-                Job.kind,
-                Job.queue,
-                Job.args,
-                Job.attempt,
-                Job.max_attempts,
-                Job.lease_token,
-                Job.timeout_seconds,
-                Job.priority,
-                Job.run_at,
-                Job.concurrency_key,
-                Job.concurrency_limit,
-            )
+        return await lease(session, due.scalar_subquery(), owner, now, lease_seconds)
+
+
+async def lease(
+    session: AsyncSession,
+    job_ids: Any,
+    owner: str,
+    now: datetime,
+    lease_seconds: float,
+) -> list[ClaimedJob]:
+    """Hand the available jobs among ``job_ids`` (a list or a subquery) to ``owner``.
+
+    Runs inside the claimer's transaction; records an attempt per job, and gives back
+    any job that would put its concurrency key over the limit.
+    """
+    dialect = session.get_bind().dialect.name
+    lease_expires_at = now + timedelta(seconds=lease_seconds)
+    statement = (
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.state == "available")
+        .values(
+            state="running",
+            attempt=Job.attempt + 1,
+            lease_owner=owner,
+            lease_token=_random_token(dialect),
+            lease_expires_at=lease_expires_at,
+            heartbeat_at=now,
+            started_at=now,
+            cancel_requested=False,
         )
-        rows = (await session.execute(statement)).all()
-        over = await _over_concurrency(session, rows, dialect)
-        if over:
-            await _unclaim(session, over)
-            rows = [row for row in rows if row.id not in over]
-        claimed = [
-            ClaimedJob(
-                id=row.id,
-                kind=row.kind,
-                queue=row.queue,
-                args=row.args,
-                attempt=row.attempt,
-                max_attempts=row.max_attempts,
-                lease_token=row.lease_token,
-                lease_expires_at=lease_expires_at,
-                deadline_at=now + timedelta(seconds=row.timeout_seconds)
-                if row.timeout_seconds
-                else None,
-                wait_seconds=max(0.0, (now - row.run_at).total_seconds()),
-            )
-            for row in rows
-        ]
-        if claimed:
-            await _record_starts(session, claimed, owner, now)
+        .returning(
+            Job.id,
+            Job.kind,
+            Job.queue,
+            Job.args,
+            Job.attempt,
+            Job.max_attempts,
+            Job.lease_token,
+            Job.timeout_seconds,
+            Job.priority,
+            Job.run_at,
+            Job.concurrency_key,
+            Job.concurrency_limit,
+            Job.required_capacity,
+        )
+    )
+    rows = (await session.execute(statement)).all()
+    over = await _over_concurrency(session, rows, dialect)
+    if over:
+        await _unclaim(session, over)
+        rows = [row for row in rows if row.id not in over]
+    claimed = [
+        ClaimedJob(
+            id=row.id,
+            kind=row.kind,
+            queue=row.queue,
+            args=row.args,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            lease_token=row.lease_token,
+            lease_expires_at=lease_expires_at,
+            deadline_at=now + timedelta(seconds=row.timeout_seconds)
+            if row.timeout_seconds
+            else None,
+            wait_seconds=max(0.0, (now - row.run_at).total_seconds()),
+            required_capacity=row.required_capacity,
+        )
+        for row in rows
+    ]
+    if claimed:
+        await _record_starts(session, claimed, owner, now)
     return sorted(claimed, key=lambda job: job.id)
 
 
@@ -383,7 +407,7 @@ def _elapsed_ms(dialect: str, now: datetime) -> ColumnElement[int]:
     return cast(func.round(seconds * 1000), Integer)
 
 
-async def _close_attempts(
+async def close_attempts(
     session: AsyncSession,
     leases: Sequence[tuple[int, str]],
     outcome: str,
@@ -419,7 +443,7 @@ async def _settle(
             .returning(Job.id)
         )
         if done is not None:
-            await _close_attempts(session, [(job_id, token)], outcome, error, now)
+            await close_attempts(session, [(job_id, token)], outcome, error, now)
     return done is not None
 
 
@@ -473,7 +497,7 @@ async def complete_many(database: Database, completions: Sequence[Completion]) -
         if results:
             await session.execute(update(Job), results)
         held = [lease for lease in leases if lease[0] in settled]
-        await _close_attempts(session, held, "succeeded", None, now)
+        await close_attempts(session, held, "succeeded", None, now)
     return settled
 
 

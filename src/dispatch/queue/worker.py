@@ -21,7 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from dispatch.db.engine import Database
-from dispatch.queue import maintenance, notify, scheduler, service, workers
+from dispatch.queue import maintenance, nodes, notify, scheduler, service, workers
 from dispatch.queue.policy import Decision, RetryPolicy
 from dispatch.queue.registry import JobContext, Registry
 from dispatch.queue.service import ClaimedJob
@@ -43,6 +43,7 @@ class WorkerConfig:
     shutdown_grace: float = 30.0
     upkeep_interval: float = 10.0
     retention: timedelta = timedelta(days=7)
+    node_silent_after: timedelta = timedelta(minutes=3)
     name: str = field(default_factory=default_worker_name)
 
 
@@ -305,11 +306,18 @@ class Worker:
         """One pass of the leaderless reaper: expire leases, promote, prune."""
         silent = timedelta(seconds=max(3 * self.config.lease_seconds, 60))
         await workers.prune_silent(self.database, silent)
+        offline = await nodes.mark_silent(self.database, self.config.node_silent_after)
         expired = await maintenance.expire_leases(self.database)
         promoted = await maintenance.promote_scheduled(self.database)
         pruned = await maintenance.prune_finished(self.database, self.config.retention)
-        if expired or promoted or pruned:
-            log.info("queue.upkeep", expired=expired, promoted=promoted, pruned=pruned)
+        if offline or expired or promoted or pruned:
+            log.info(
+                "queue.upkeep",
+                nodes_offline=offline,
+                expired=expired,
+                promoted=promoted,
+                pruned=pruned,
+            )
         if promoted:
             self._wake.set()
 

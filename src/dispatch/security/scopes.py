@@ -10,6 +10,7 @@ class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
     METRICS = "metrics"
+    NODES = "nodes"  # may register remote nodes (each then acts with its own token)
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)

@@ -1,4 +1,4 @@
-"""Admin UI pages for the queue: jobs (filters, detail, retry, cancel) and workers."""
+"""Admin UI pages for the queue: jobs (filters, detail, retry, cancel), workers and nodes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from dispatch.deps import SessionDep
+from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.models.job import JOB_STATES
-from dispatch.queue import service, workers
+from dispatch.queue import nodes, service, workers
 from dispatch.web.auth import CsrfUserDep, UiUserDep
 from dispatch.web.pages import page
 
@@ -66,3 +66,31 @@ async def cancel_job(job_id: int, session: SessionDep, user: CsrfUserDep) -> Res
 async def workers_page(request: Request, session: SessionDep, user: UiUserDep) -> Response:
     alive = await workers.list_alive(session)
     return page(request, "workers.html", {"user": user, "workers": alive})
+
+
+@router.get("/nodes", response_class=HTMLResponse)
+async def nodes_page(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: UiUserDep
+) -> Response:
+    context = {
+        "user": user,
+        "nodes": await nodes.list_nodes(session),
+        "silent_seconds": runtime.settings.node_silent_seconds,
+    }
+    return page(request, "nodes.html", context)
+
+
+async def _set_enabled(session: SessionDep, node_id: str, enabled: bool) -> Response:
+    await nodes.update_node(session, node_id, nodes.NodeChanges(enabled=enabled))
+    return RedirectResponse("/ui/nodes", status_code=303)
+
+
+@router.post("/nodes/{node_id}/disable")
+async def disable_node(node_id: str, session: SessionDep, user: CsrfUserDep) -> Response:
+    """A disabled node keeps what it holds but is given no new work."""
+    return await _set_enabled(session, node_id, False)
+
+
+@router.post("/nodes/{node_id}/enable")
+async def enable_node(node_id: str, session: SessionDep, user: CsrfUserDep) -> Response:
+    return await _set_enabled(session, node_id, True)
