@@ -207,7 +207,7 @@ async def claim(
         chosen = pick(candidates, node.labels, budget, slots)
         if not chosen:
             return []
-        return await service.lease(session, chosen, owner, now, lease_seconds)
+        return await service.lease(session, chosen, owner, lease_seconds)
 
 
 @dataclass(frozen=True, slots=True)

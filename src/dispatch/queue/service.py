@@ -18,11 +18,12 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
+    Table,
     and_,
+    bindparam,
     cast,
     func,
     insert,
-    literal,
     select,
     text,
     tuple_,
@@ -30,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from dispatch.db.base import UTCDateTime, utcnow
 from dispatch.db.engine import Database
@@ -41,6 +41,15 @@ from dispatch.queue import notify
 from dispatch.queue.policy import Decision
 
 DEFAULT_QUEUE = "default"
+# The hot statements (claim, heartbeat, outcomes) use the tables, not the ORM classes:
+# an ORM-enabled UPDATE costs far more Python per call than the database spends on it.
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_ATTEMPTS: Table = JobAttempt.__table__  # type: ignore[assignment]
+J = _JOBS.c
+A = _ATTEMPTS.c
+_STORE_RESULT = (
+    update(_JOBS).where(J.id == bindparam("settled_id")).values(result=bindparam("settled_result"))
+)
 _LIVE_DEDUPE = and_(Job.dedupe_key.is_not(None), Job.state.in_(LIVE_STATES))
 # ON CONFLICT must name the partial index's predicate with literals, or SQLite cannot match it.
 _DEDUPE_INDEX_WHERE = text(
@@ -138,7 +147,7 @@ async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[
 async def _insert_plain(
     session: AsyncSession, specs: Sequence[JobSpec], now: datetime
 ) -> list[int]:
-    statement = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+    statement = insert(_JOBS).returning(J.id, sort_by_parameter_order=True)
     rows = await session.execute(statement, [spec.values(now) for spec in specs])
     return [row.id for row in rows]
 
@@ -171,16 +180,88 @@ def _random_token(dialect: str) -> ColumnElement[str]:
     return func.lower(func.hex(func.randomblob(16)))
 
 
+_RUNNING = _JOBS.alias("running")
+_CONCURRENCY_ALLOWS = J.concurrency_key.is_(None) | (
+    select(func.count())
+    .select_from(_RUNNING)
+    .where(_RUNNING.c.state == "running", _RUNNING.c.concurrency_key == J.concurrency_key)
+    .scalar_subquery()
+    < func.coalesce(J.concurrency_limit, 1)
+)
+
+
 def concurrency_allows() -> ColumnElement[bool]:
     """The job has no concurrency key, or its key is below its running limit."""
-    running = aliased(Job)
-    busy_key = (
-        select(func.count())
-        .select_from(running)
-        .where(running.state == "running", running.concurrency_key == Job.concurrency_key)
-        .scalar_subquery()
+    return _CONCURRENCY_ALLOWS
+
+
+_NOW = bindparam("p_now", type_=UTCDateTime())
+_LEASED = (
+    J.id,
+    J.kind,
+    J.queue,
+    J.args,
+    J.attempt,
+    J.max_attempts,
+    J.lease_token,
+    J.timeout_seconds,
+    J.priority,
+    J.run_at,
+    J.concurrency_key,
+    J.concurrency_limit,
+    J.required_capacity,
+)
+
+
+def _lease_statement(dialect: str, *, chosen: bool) -> Any:
+    """The UPDATE that leases jobs: the due ones of some queues, or ``chosen`` ids.
+
+    Built once per dialect and shape; each call only binds values. On PostgreSQL the
+    due jobs come from a CTE joined by ``UPDATE … FROM`` and evaluated once: as
+    ``IN (subquery)`` the planner may rescan a ``LIMIT … SKIP LOCKED`` subquery and so
+    take more rows than the limit.
+    """
+    if chosen:
+        target: ColumnElement[bool] = J.id.in_(bindparam("p_ids", expanding=True))
+    else:
+        due = (
+            select(J.id)
+            .where(
+                J.queue.in_(bindparam("p_queues", expanding=True)),
+                J.state == "available",
+                J.run_at <= _NOW,
+                _CONCURRENCY_ALLOWS,
+            )
+            .order_by(J.priority, J.run_at, J.id)
+            .limit(bindparam("p_limit", type_=Integer))
+        )
+        if dialect == "postgresql":
+            picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            target = J.id == picked.c.id
+        else:
+            target = J.id.in_(due.scalar_subquery())
+    return (
+        update(_JOBS)
+        .where(target)
+        .values(
+            state="running",
+            attempt=J.attempt + 1,
+            lease_owner=bindparam("p_owner"),
+            lease_token=_random_token(dialect),
+            lease_expires_at=bindparam("p_expires", type_=UTCDateTime()),
+            heartbeat_at=_NOW,
+            started_at=_NOW,
+            cancel_requested=False,
+        )
+        .returning(*_LEASED)
     )
-    return Job.concurrency_key.is_(None) | (busy_key < func.coalesce(Job.concurrency_limit, 1))
+
+
+_LEASE_STATEMENTS = {
+    (dialect, chosen): _lease_statement(dialect, chosen=chosen)
+    for dialect in ("postgresql", "sqlite")
+    for chosen in (False, True)
+}
 
 
 async def claim(
@@ -196,68 +277,44 @@ async def claim(
     PostgreSQL skips rows other claimers hold (``FOR UPDATE SKIP LOCKED``); SQLite
     serialises claimers with ``BEGIN IMMEDIATE``. Either way a job goes to one owner.
     """
-    now = utcnow()
     async with database.session() as session:
-        due = (
-            select(Job.id)
-            .where(
-                Job.queue.in_(queues),
-                Job.state == "available",
-                Job.run_at <= now,
-                concurrency_allows(),
-            )
-            .order_by(Job.priority, Job.run_at, Job.id)
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        return await lease(session, due.scalar_subquery(), owner, now, lease_seconds)
+        return await _lease(session, owner, lease_seconds, queues=list(queues), limit=limit)
 
 
 async def lease(
     session: AsyncSession,
-    job_ids: Any,
+    job_ids: Sequence[int],
     owner: str,
-    now: datetime,
     lease_seconds: float,
 ) -> list[ClaimedJob]:
-    """Hand the available jobs among ``job_ids`` (a list or a subquery) to ``owner``.
+    """Hand ``job_ids`` (available jobs the caller chose and holds) to ``owner``."""
+    return await _lease(session, owner, lease_seconds, ids=list(job_ids))
 
-    Runs inside the claimer's transaction; records an attempt per job, and gives back
-    any job that would put its concurrency key over the limit.
+
+async def _lease(
+    session: AsyncSession,
+    owner: str,
+    lease_seconds: float,
+    *,
+    queues: list[str] | None = None,
+    limit: int = 0,
+    ids: list[int] | None = None,
+) -> list[ClaimedJob]:
+    """Run the lease statement inside the claimer's transaction.
+
+    Records an attempt per job, and gives back any job that would put its
+    concurrency key over the limit.
     """
     dialect = session.get_bind().dialect.name
+    now = utcnow()
     lease_expires_at = now + timedelta(seconds=lease_seconds)
-    statement = (
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.state == "available")
-        .values(
-            state="running",
-            attempt=Job.attempt + 1,
-            lease_owner=owner,
-            lease_token=_random_token(dialect),
-            lease_expires_at=lease_expires_at,
-            heartbeat_at=now,
-            started_at=now,
-            cancel_requested=False,
-        )
-        .returning(
-            Job.id,
-            Job.kind,
-            Job.queue,
-            Job.args,
-            Job.attempt,
-            Job.max_attempts,
-            Job.lease_token,
-            Job.timeout_seconds,
-            Job.priority,
-            Job.run_at,
-            Job.concurrency_key,
-            Job.concurrency_limit,
-            Job.required_capacity,
-        )
-    )
-    rows = (await session.execute(statement)).all()
+    params: dict[str, Any] = {"p_now": now, "p_owner": owner, "p_expires": lease_expires_at}
+    if ids is not None:
+        params["p_ids"] = ids
+    else:
+        params |= {"p_queues": queues, "p_limit": limit}
+    statement = _LEASE_STATEMENTS[(dialect, ids is not None)]
+    rows = (await session.execute(statement, params)).all()
     over = await _over_concurrency(session, rows, dialect)
     if over:
         await _unclaim(session, over)
@@ -298,12 +355,12 @@ async def _over_concurrency(session: AsyncSession, rows: Sequence[Any], dialect:
     if dialect == "postgresql":
         for key in keys:  # sorted: two claimers always lock in the same order
             await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
-    counts = dict(
+    counts: dict[str, int] = dict(
         (
             await session.execute(
-                select(Job.concurrency_key, func.count())
-                .where(Job.state == "running", Job.concurrency_key.in_(keys))
-                .group_by(Job.concurrency_key)
+                select(J.concurrency_key, func.count())
+                .where(J.state == "running", J.concurrency_key.in_(keys))
+                .group_by(J.concurrency_key)
             )
         ).all()
     )
@@ -321,11 +378,11 @@ async def _over_concurrency(session: AsyncSession, rows: Sequence[Any], dialect:
 
 async def _unclaim(session: AsyncSession, job_ids: set[int]) -> None:
     await session.execute(
-        update(Job)
-        .where(Job.id.in_(job_ids))
+        update(_JOBS)
+        .where(J.id.in_(job_ids))
         .values(
             state="available",
-            attempt=Job.attempt - 1,
+            attempt=J.attempt - 1,
             lease_token=None,
             lease_owner=None,
             lease_expires_at=None,
@@ -340,9 +397,9 @@ async def _record_starts(
 ) -> None:
     deadlines = [(job.id, job.deadline_at) for job in claimed if job.deadline_at is not None]
     for job_id, deadline in deadlines:
-        await session.execute(update(Job).where(Job.id == job_id).values(deadline_at=deadline))
+        await session.execute(update(_JOBS).where(J.id == job_id).values(deadline_at=deadline))
     await session.execute(
-        insert(JobAttempt),
+        insert(_ATTEMPTS),
         [
             {
                 "job_id": job.id,
@@ -358,7 +415,7 @@ async def _record_starts(
 
 
 def _fenced(job_id: int, token: str) -> ColumnElement[bool]:
-    return and_(Job.id == job_id, Job.lease_token == token, Job.state == "running")
+    return and_(J.id == job_id, J.lease_token == token, J.state == "running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,10 +443,10 @@ async def heartbeat(
     async with database.session() as session:
         row = (
             await session.execute(
-                update(Job)
+                update(_JOBS)
                 .where(_fenced(job_id, token))
                 .values(**values)
-                .returning(Job.cancel_requested)
+                .returning(J.cancel_requested)
             )
         ).first()
     if row is None:
@@ -397,14 +454,42 @@ async def heartbeat(
     return Heartbeat(alive=True, cancel_requested=bool(row.cancel_requested))
 
 
-def _elapsed_ms(dialect: str, now: datetime) -> ColumnElement[int]:
-    """Milliseconds from an attempt's start to ``now``, computed where the row is."""
-    at = literal(now, UTCDateTime())
+def _elapsed_ms(dialect: str) -> ColumnElement[int]:
+    """Milliseconds from an attempt's start to ``p_now``, computed where the row is."""
     if dialect == "postgresql":
-        seconds: ColumnElement[Any] = func.extract("epoch", at - JobAttempt.started_at)
+        seconds: ColumnElement[Any] = func.extract("epoch", _NOW - A.started_at)
     else:
-        seconds = (func.julianday(at) - func.julianday(JobAttempt.started_at)) * 86400
+        seconds = (func.julianday(_NOW) - func.julianday(A.started_at)) * 86400
     return cast(func.round(seconds * 1000), Integer)
+
+
+def _leases_in(job_id: Any, token: Any) -> ColumnElement[bool]:
+    return tuple_(job_id, token).in_(bindparam("p_leases", expanding=True))
+
+
+_CLOSE_ATTEMPTS = {
+    dialect: update(_ATTEMPTS)
+    .where(_leases_in(A.job_id, A.lease_token))
+    .values(
+        outcome=bindparam("p_outcome"),
+        error=bindparam("p_error"),
+        finished_at=_NOW,
+        duration_ms=_elapsed_ms(dialect),
+    )
+    for dialect in ("postgresql", "sqlite")
+}
+_SUCCEED = (
+    update(_JOBS)
+    .where(_leases_in(J.id, J.lease_token), J.state == "running")
+    .values(
+        state="succeeded",
+        finished_at=_NOW,
+        last_error=None,
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    .returning(J.id)
+)
 
 
 async def close_attempts(
@@ -415,14 +500,9 @@ async def close_attempts(
     now: datetime,
 ) -> None:
     """Record how the attempts holding ``leases`` (job id, token) ended, in one statement."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(
-        update(JobAttempt)
-        .where(tuple_(JobAttempt.job_id, JobAttempt.lease_token).in_(leases))
-        .values(
-            outcome=outcome, error=error, finished_at=now, duration_ms=_elapsed_ms(dialect, now)
-        )
-    )
+    statement = _CLOSE_ATTEMPTS[session.get_bind().dialect.name]
+    params = {"p_leases": list(leases), "p_outcome": outcome, "p_error": error, "p_now": now}
+    await session.execute(statement, params)
 
 
 async def _settle(
@@ -437,10 +517,10 @@ async def _settle(
     now = utcnow()
     async with database.session() as session:
         done = await session.scalar(
-            update(Job)
+            update(_JOBS)
             .where(_fenced(job_id, token))
             .values(**values, lease_token=None, lease_expires_at=None)
-            .returning(Job.id)
+            .returning(J.id)
         )
         if done is not None:
             await close_attempts(session, [(job_id, token)], outcome, error, now)
@@ -474,28 +554,17 @@ async def complete_many(database: Database, completions: Sequence[Completion]) -
     now = utcnow()
     leases = [(done.job_id, done.token) for done in completions]
     async with database.session() as session:
-        rows = await session.execute(
-            update(Job)
-            .where(tuple_(Job.id, Job.lease_token).in_(leases), Job.state == "running")
-            .values(
-                state="succeeded",
-                finished_at=now,
-                last_error=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-            .returning(Job.id)
-        )
+        rows = await session.execute(_SUCCEED, {"p_leases": leases, "p_now": now})
         settled = {row.id for row in rows}
         if not settled:
             return settled
         results = [
-            {"id": done.job_id, "result": done.result}
+            {"settled_id": done.job_id, "settled_result": done.result}
             for done in completions
             if done.result is not None and done.job_id in settled
         ]
         if results:
-            await session.execute(update(Job), results)
+            await session.execute(_STORE_RESULT, results)
         held = [lease for lease in leases if lease[0] in settled]
         await close_attempts(session, held, "succeeded", None, now)
     return settled
@@ -560,7 +629,7 @@ async def release(database: Database, job_id: int, token: str) -> bool:
     """Hand an unfinished job back at shutdown; the interrupted attempt does not count."""
     values = {
         "state": "available",
-        "attempt": Job.attempt - 1,
+        "attempt": J.attempt - 1,
         "run_at": utcnow(),
         "lease_owner": None,
     }
