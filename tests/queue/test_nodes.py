@@ -416,3 +416,17 @@ def test_node_queues_must_not_overlap_worker_queues() -> None:
 
     with pytest.raises(ConfigError, match="NODE_QUEUES"):
         make_settings(node_queues="default,remote")
+
+
+async def test_metrics_count_nodes_and_capacity(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    await enqueue(database, rescue(30), rescue(20))
+    busy, headers = await register(client, capacity=100)
+    await register(client, capacity=50)
+    assert len(await claim(client, busy, headers)) == 2
+    text = (await client.get("/metrics", headers=admin_headers())).text
+    assert 'dispatch_queue_nodes{status="active"} 2.0' in text
+    assert 'dispatch_queue_nodes{status="offline"} 0.0' in text
+    assert 'dispatch_queue_node_capacity{use="offered"} 150.0' in text
+    assert 'dispatch_queue_node_capacity{use="in_use"} 50.0' in text

@@ -13,6 +13,7 @@ from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES
 from dispatch.ops import service
 from dispatch.ops.schemas import HealthOut, ReadyOut, RootOut, ServiceInfoOut
+from dispatch.queue import nodes
 from dispatch.queue import service as queue_service
 from dispatch.security.deps import Authorize, ReadKey, limit_anonymous, presented_key
 from dispatch.security.scopes import Scope
@@ -86,6 +87,8 @@ async def _metrics_access(
 async def metrics(runtime: RuntimeDep) -> Response:
     async with runtime.database.session(write=False) as session:
         counts, oldest = await queue_service.depth(session)
+        by_status, offered, in_use = await nodes.census(session)
+    runtime.metrics.set_nodes(by_status, offered, in_use)
     age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
     runtime.metrics.set_queue_depth(counts, max(0.0, age))
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

@@ -131,6 +131,27 @@ async def list_nodes(session: AsyncSession) -> list[tuple[Node, Load]]:
     return [(node, held[node.id]) for node in nodes]
 
 
+async def census(session: AsyncSession) -> tuple[dict[str, int], int, int]:
+    """Nodes by status, and the capacity active nodes offer and have in use (for metrics)."""
+    rows = await session.execute(
+        select(Node.status, func.count(), func.coalesce(func.sum(Node.capacity), 0)).group_by(
+            Node.status
+        )
+    )
+    by_status: dict[str, int] = {}
+    offered = 0
+    for status, count, capacity in rows.all():
+        by_status[status] = int(count)
+        if status == "active":
+            offered = int(capacity)
+    in_use = await session.scalar(
+        select(func.coalesce(func.sum(Job.required_capacity), 0)).where(
+            Job.state == "running", Job.lease_owner.like("node:%")
+        )
+    )
+    return by_status, offered, int(in_use or 0)
+
+
 def _seen(node: Node, now: datetime, capacity: int | None) -> None:
     node.last_seen_at = now
     node.status = "active"

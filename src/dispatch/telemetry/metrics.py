@@ -82,6 +82,18 @@ class Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        self.queue_nodes = Gauge(
+            "dispatch_queue_nodes",
+            "Remote nodes by status, read at scrape time",
+            ["status"],
+            registry=self.registry,
+        )
+        self.queue_node_capacity = Gauge(
+            "dispatch_queue_node_capacity",
+            "Capacity of active remote nodes: offered in total, and in use by their leases",
+            ["use"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "dispatch_rate_limited",
             "Requests refused by a rate limit, by route group",
@@ -95,6 +107,12 @@ class Metrics:
         for state, kind, count in counts:
             self.queue_jobs.labels(state, kind).set(count)
         self.queue_oldest_available.set(oldest_age)
+
+    def set_nodes(self, by_status: dict[str, int], offered: int, in_use: int) -> None:
+        for status in ("active", "offline"):
+            self.queue_nodes.labels(status).set(by_status.get(status, 0))
+        self.queue_node_capacity.labels("offered").set(offered)
+        self.queue_node_capacity.labels("in_use").set(in_use)
 
     def set_build_info(self, version: str, database: str) -> None:
         self.build_info.labels(version, platform.python_version(), database).set(1)
