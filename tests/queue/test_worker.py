@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
+from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
 from dispatch.queue import maintenance, service
@@ -190,7 +191,13 @@ async def test_a_lost_lease_stops_the_handler_and_writes_nothing(database: Datab
         await asyncio.wait_for(started.wait(), 10)
         async with database.session() as session:  # another owner took the job over
             await session.execute(
-                update(Job).where(Job.id == job_id).values(lease_token="f" * 32, lease_owner="x")
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    lease_token="f" * 32,
+                    lease_owner="x",
+                    lease_expires_at=utcnow() + timedelta(minutes=5),
+                )
             )
         await asyncio.wait_for(stopped.wait(), 10)
     finally:

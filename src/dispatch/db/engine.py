@@ -83,6 +83,7 @@ class Database:
         self._readers = async_sessionmaker(reader, expire_on_commit=False)
         self._writers = async_sessionmaker(writer, expire_on_commit=False)
         self.write_engine = writer
+        self.read_engine = reader  # on SQLite: no transaction, so nothing pins the WAL
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:

@@ -3,7 +3,10 @@
 In-process (the embedded worker, any database): an ``after_commit`` hook tells
 local workers which queues got jobs. Across processes on PostgreSQL: the enqueue
 transaction sends ``NOTIFY dispatch_jobs, '<queue>'``, delivered on commit, and each
-worker LISTENs on a connection of its own. Polling stays as the backstop.
+worker LISTENs on a connection of its own. Across processes on SQLite, which has no
+NOTIFY: each worker watches ``PRAGMA data_version`` (it changes when another
+connection commits) every 50 ms and, when it moved, looks for due jobs with one
+indexed read. Polling stays as the backstop.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from dispatch.db.base import UTCDateTime, utcnow
 from dispatch.db.engine import Database
+from dispatch.models import Job
 
 log = structlog.get_logger(__name__)
 
 CHANNEL = "dispatch_jobs"
+SQLITE_WATCH_SECONDS = 0.05
 _PENDING = "dispatch_enqueued_queues"
 Waker = Callable[[set[str]], None]
 _local_wakers: set[Waker] = set()
@@ -81,3 +87,46 @@ async def listen(database: Database, wake: Waker, *, retry_seconds: float = 1.0)
             log.warning("queue.listen_failed", error=str(exc), retry_in=delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+async def watch_sqlite(
+    database: Database,
+    queues: Iterable[str],
+    wake: Waker,
+    *,
+    interval: float = SQLITE_WATCH_SECONDS,
+    retry_seconds: float = 1.0,
+) -> None:
+    """Wake ``wake`` when another connection commits and due jobs wait (SQLite only).
+
+    The watcher's connection never holds a transaction, so it does not keep the WAL
+    from being checkpointed; a check costs one pragma read, plus one indexed read of
+    the fetch index when something changed.
+    """
+    names = sorted(set(queues))
+    due = (
+        select(Job.id)
+        .where(
+            Job.queue.in_(names),
+            Job.state == "available",
+            Job.run_at <= bindparam("now", type_=UTCDateTime()),
+        )
+        .limit(1)
+    )
+    while True:
+        try:
+            async with database.read_engine.connect() as connection:
+                last = None
+                while True:
+                    version = (await connection.execute(text("PRAGMA data_version"))).scalar()
+                    if last is not None and version != last:
+                        found = await connection.scalar(due, {"now": utcnow()})
+                        if found is not None:
+                            wake(set(names))
+                    last = version
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the poll covers the gap
+            log.warning("queue.sqlite_watch_failed", error=str(exc), retry_in=retry_seconds)
+        await asyncio.sleep(retry_seconds)

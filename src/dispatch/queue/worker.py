@@ -133,6 +133,9 @@ class Worker:
         ]
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
+        else:
+            watch = notify.watch_sqlite(self.database, self.config.queues, self._on_enqueue)
+            sides.append(asyncio.create_task(watch, name="queue.sqlite_watch"))
         notify.add_local_waker(self._on_enqueue)
         await self._announce()
         try:
