@@ -18,6 +18,7 @@ from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
 from dispatch.models.job import FINISHED_STATES
+from dispatch.queue import notify
 
 LEASE_EXPIRED = "lease expired: the worker stopped heart-beating or ran past its deadline"
 
@@ -60,10 +61,13 @@ async def expire_leases(database: Database, batch: int = 500) -> int:
                     lease_owner=None,
                     lease_expires_at=None,
                 )
-                .returning(Job.id)
+                .returning(Job.id, Job.queue, Job.state)
             )
         ).all()
         ids = [row.id for row in rows]
+        requeued = {row.queue for row in rows if row.state == "available"}
+        if requeued:  # wake workers here and, on PostgreSQL, in other processes
+            await notify.note_enqueued(session, requeued)
         if ids:
             await session.execute(
                 update(JobAttempt)
@@ -84,13 +88,17 @@ async def promote_scheduled(database: Database, batch: int = 1000) -> int:
             .order_by(Job.run_at)
             .limit(batch),
         )
-        rows = await session.execute(
-            update(Job)
-            .where(Job.id.in_(due.scalar_subquery()))
-            .values(state="available")
-            .returning(Job.id)
-        )
-        return len(rows.all())
+        rows = (
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_(due.scalar_subquery()))
+                .values(state="available")
+                .returning(Job.id, Job.queue)
+            )
+        ).all()
+        if rows:
+            await notify.note_enqueued(session, {row.queue for row in rows})
+        return len(rows)
 
 
 async def prune_finished(database: Database, older_than: timedelta, batch: int = 500) -> int:

@@ -321,7 +321,7 @@ class Worker:
                 promoted=promoted,
                 pruned=pruned,
             )
-        if promoted:
+        if promoted or expired:  # also signalled through notify; this covers a quiet loop
             self._wake.set()
 
     async def _drain(self) -> None:
