@@ -9,9 +9,16 @@ Run as ``python bench/bare_app.py --port P --database-url sqlite:///... --key K`
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
+
+# Run as a script, Python puts bench/ first on sys.path, where bench/queue.py would shadow the
+# standard library's queue module (which uvicorn imports).
+if str(Path(__file__).resolve().parent) in sys.path:
+    sys.path.remove(str(Path(__file__).resolve().parent))
 
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException

@@ -62,6 +62,12 @@ def _cpu_model() -> str:
     return match.group(1).strip() if match else platform.processor() or "unknown"
 
 
+def base_env() -> dict[str, str]:
+    """A minimal environment, so the developer's own DATABASE_URL or REDIS_URL cannot leak in."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so ``finally`` blocks stop servers and remove temp dirs."""
 

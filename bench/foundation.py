@@ -9,7 +9,6 @@ latency of ``GET /health`` and an authenticated ``GET /api/v1/keys`` for Dispatc
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
 import sys
@@ -22,11 +21,16 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
+# Run as a script, Python puts bench/ first on sys.path, where bench/queue.py would shadow the
+# standard library's queue module: the repository root takes its place (runnable from anywhere).
+if str(Path(__file__).resolve().parent) in sys.path:
+    sys.path.remove(str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     REPO_ROOT,
     Row,
+    base_env,
     exit_on_sigterm,
     machine_info,
     markdown_table,
@@ -79,19 +83,13 @@ class Measured:
         return statistics.median(result.p99_ms for result in self.load[name])
 
 
-def _base_env() -> dict[str, str]:
-    """A minimal environment, so the developer's own DATABASE_URL or REDIS_URL cannot leak in."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
-    return {name: os.environ[name] for name in keep if name in os.environ}
-
-
 def dispatch_spec(workdir: Path, log_name: str) -> ServerSpec:
     """``dispatch serve`` on a SQLite file in ``workdir``, with limits too high to refuse."""
     executable = Path(sys.executable).parent / "dispatch"
     if not executable.exists():
         raise SystemExit(f"{executable} not found; run this with the project's .venv/bin/python")
     port = free_port()
-    env = _base_env() | {
+    env = base_env() | {
         "DATABASE_URL": f"sqlite:///{workdir / 'dispatch.db'}",
         "MASTER_KEY": MASTER_KEY,
         "LOG_LEVEL": "WARNING",
@@ -115,7 +113,7 @@ def bare_spec(workdir: Path, log_name: str) -> ServerSpec:
         "--key",
         MASTER_KEY,
     ]
-    return ServerSpec(argv, _base_env(), workdir, port, workdir / log_name)
+    return ServerSpec(argv, base_env(), workdir, port, workdir / log_name)
 
 
 def sample_start(spec: ServerSpec, label: str) -> tuple[float, float]:

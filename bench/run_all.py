@@ -12,7 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
+# Run as a script, Python puts bench/ first on sys.path, where bench/queue.py would shadow the
+# standard library's queue module: the repository root takes its place (runnable from anywhere).
+if str(Path(__file__).resolve().parent) in sys.path:
+    sys.path.remove(str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import exit_on_sigterm
 from bench.serving import stop
