@@ -23,6 +23,7 @@ class JobContext:
 
     job: ClaimedJob
     database: Database
+    worker: str = ""
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     pending_progress: dict[str, Any] | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import random
 import socket
@@ -112,6 +113,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._completer = _Completer(database)
         self.processed = 0
+        # When retries this worker scheduled fall due (monotonic), so they start on time
+        # instead of waiting for the next upkeep pass.
+        self._due: list[float] = []
+        self._due_changed = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -130,6 +135,7 @@ class Worker:
             asyncio.create_task(self._upkeep_loop(stop), name="queue.upkeep"),
             asyncio.create_task(self._schedule_loop(), name="queue.schedules"),
             asyncio.create_task(self._completer.run(), name="queue.completer"),
+            asyncio.create_task(self._promotion_loop(), name="queue.promotions"),
         ]
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
@@ -186,7 +192,7 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         if self.metrics is not None:
             self.metrics.queue_claim_wait.observe(job.wait_seconds)
-        context = JobContext(job=job, database=self.database)
+        context = JobContext(job=job, database=self.database, worker=self.name)
         task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
         self._running[job.id] = _Running(job, context, task)
 
@@ -239,6 +245,9 @@ class Worker:
         decision = policy.decide(job.attempt, job.max_attempts, error)
         message = f"{type(error).__name__}: {error}"
         state = await service.fail(self.database, job.id, job.lease_token, message, decision)
+        if state == "scheduled":
+            heapq.heappush(self._due, time.monotonic() + decision.delay)
+            self._due_changed.set()
         outcome = "lease_lost" if state is None else ("retried" if decision.retry else "failed")
         self._count(job, outcome)
         log.info("queue.job_failed", job_id=job.id, kind=job.kind, state=state, error=message)
@@ -296,6 +305,27 @@ class Worker:
             except Exception:
                 log.exception("queue.schedule_tick_failed", worker=self.name)
             await asyncio.sleep(min(1.0, self.config.poll_interval))
+
+    async def _promotion_loop(self) -> None:
+        """Promote this worker's retries when they fall due (upkeep is the backstop)."""
+        while True:
+            self._due_changed.clear()
+            wait = self._due[0] - time.monotonic() if self._due else None
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._due_changed.wait(), wait)
+                continue
+            now = time.monotonic()
+            while self._due and self._due[0] <= now:
+                heapq.heappop(self._due)
+            try:
+                promoted = await maintenance.promote_scheduled(self.database)
+            except Exception:
+                log.exception("queue.promotion_failed", worker=self.name)
+                heapq.heappush(self._due, now + 1.0)
+                continue
+            if promoted:
+                self._wake.set()
 
     async def _upkeep_loop(self, stop: asyncio.Event) -> None:
         while True:
