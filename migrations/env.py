@@ -11,6 +11,7 @@ import dispatch.models  # noqa: F401  (registers every table on Base.metadata)
 from dispatch.config import load_settings
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
+from dispatch.gateway.search import managed_by_models
 
 target_metadata = Base.metadata
 
@@ -21,6 +22,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=managed_by_models,
     )
     with context.begin_transaction():
         context.run_migrations()

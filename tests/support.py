@@ -78,6 +78,29 @@ def free_port() -> int:
         return port
 
 
+def start_worker(db_settings: dict[str, Any], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    """`dispatch worker` in its own process on the test's database, with short leases."""
+    variables = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": db_settings["database_url"],
+        "LOG_LEVEL": "WARNING",
+        "JOB_LEASE_SECONDS": "1",
+        "QUEUE_UPKEEP_INTERVAL_SECONDS": "0.2",
+        "WORKER_POLL_INTERVAL_SECONDS": "0.05",
+        **env,
+    }
+    if db_settings.get("database_schema"):
+        variables["DATABASE_SCHEMA"] = db_settings["database_schema"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "worker", "--env-file", str(tmp_path / "none")],
+        cwd=tmp_path,
+        env=variables,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 class ThreadedServer:
     """An ASGI app under a real uvicorn on a loopback port, in a background thread."""
 

@@ -19,6 +19,9 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import install_error_handlers
+from dispatch.gateway.context import GatewayContext
+from dispatch.gateway.ingress import router as gateway_ingress
+from dispatch.gateway.routes import router as gateway_router
 from dispatch.jobs import build_registry, worker_config
 from dispatch.ops.routes import api_router as ops_api_router
 from dispatch.ops.routes import router as ops_router
@@ -54,6 +57,7 @@ def _redis_client(url: str) -> Redis:
 
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     database = Database(settings)
+    gateway = GatewayContext.build(settings, database)
     http = httpx.AsyncClient(
         timeout=settings.default_timeout_seconds,
         limits=httpx.Limits(max_connections=settings.max_connections),
@@ -71,6 +75,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             "login": settings.login_rate_per_minute,
             "nodes": settings.node_request_rate_per_minute,
             "node_claim": settings.node_claim_rate_per_minute,
+            "gateway": settings.gateway_ingest_rate_per_minute,
         },
         redis=redis,
     )
@@ -94,8 +99,9 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             sessions.session_secret(settings), settings.session_max_age_seconds
         ),
         http=http,
+        gateway=gateway,
         redis=redis,
-        registry=build_registry(),
+        registry=build_registry(gateway),
     )
 
 
@@ -195,8 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys_router, prefix=settings.api_v1_prefix)
     app.include_router(jobs_router, prefix=settings.api_v1_prefix)
     app.include_router(nodes_router, prefix=settings.api_v1_prefix)
+    app.include_router(gateway_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
+    # Last: /api/{path} must not shadow any of the service's own routes.
+    app.include_router(gateway_ingress)
     return app
 
 

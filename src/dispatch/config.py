@@ -121,6 +121,25 @@ class Settings(BaseSettings):
     node_claim_rate_per_minute: int = Field(default=60, ge=1)
     node_request_rate_per_minute: int = Field(default=600, ge=1)
 
+    # The gateway (seed 002).
+    gateway_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    gateway_queue: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    gateway_max_attempts: int = Field(default=5, ge=1, le=100)
+    gateway_retry_base_seconds: float = Field(default=5.0, ge=0)
+    gateway_retry_cap_seconds: float = Field(default=3600.0, ge=0)
+    gateway_retry_after_max_seconds: float = Field(default=3600.0, ge=0)
+    gateway_max_body_bytes: int = Field(default=262_144, ge=1024)
+    gateway_ingest_rate_per_minute: int = Field(default=6000, ge=1)
+    gateway_config_cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    gateway_breaker_failures: int = Field(default=5, ge=1)
+    gateway_breaker_window_seconds: float = Field(default=60.0, gt=0)
+    gateway_breaker_min_requests: int = Field(default=10, ge=1)
+    gateway_breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    gateway_breaker_cool_down_seconds: float = Field(default=30.0, gt=0)
+    gateway_secret_grace_hours: float = Field(default=24.0, ge=0)
+    gateway_alert_suppression_seconds: float = Field(default=3600.0, ge=0)
+    gateway_health_retention_days: float = Field(default=30.0, gt=0)
+
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: Any) -> Any:
@@ -140,6 +159,7 @@ class Settings(BaseSettings):
         "trusted_proxies",
         "worker_queues",
         "node_queues",
+        "gateway_allowed_networks",
         mode="before",
     )
     @classmethod
@@ -157,7 +177,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a path such as /api/v1")
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "gateway_allowed_networks")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -11,6 +11,7 @@ Exceptions::
       Unauthorized           401 unauthorized  (WWW-Authenticate set)
       Forbidden              403 forbidden
       NotFound               404 not_found
+      MethodNotAllowed       405 method_not_allowed  (Allow set)
       Conflict               409 conflict
       PayloadTooLarge        413 payload_too_large
       ValidationFailed       422 validation_error
@@ -78,6 +79,10 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, code = 404, "not_found"
+
+
+class MethodNotAllowed(AppError):
+    status, code = 405, "method_not_allowed"
 
 
 class Conflict(AppError):

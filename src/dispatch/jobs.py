@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dispatch.config import Settings
+from dispatch.gateway import jobs as gateway_jobs
+from dispatch.gateway.context import GatewayContext
 from dispatch.queue.registry import HandlerResult, JobContext, Registry
 from dispatch.queue.worker import WorkerConfig
 
@@ -30,9 +32,12 @@ def _register_builtins(registry: Registry) -> None:
         return {"slept": args.seconds}
 
 
-def build_registry() -> Registry:
+def build_registry(gateway: GatewayContext | None = None) -> Registry:
+    """Every handler: the built-ins, and each domain's given the parts it needs."""
     registry = Registry()
     _register_builtins(registry)
+    if gateway is not None:
+        gateway_jobs.register(registry, gateway)
     return registry
 
 

@@ -11,6 +11,7 @@ import httpx
 from dispatch.background import Supervisor
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+from dispatch.gateway.context import GatewayContext
 from dispatch.queue.registry import Registry
 from dispatch.queue.worker import Worker
 from dispatch.security.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ class Runtime:
     metrics: Metrics
     signer: SessionSigner
     http: httpx.AsyncClient
+    gateway: GatewayContext
     redis: Redis | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     key_usage: KeyUsage = field(default_factory=KeyUsage)
@@ -42,6 +44,7 @@ class Runtime:
     async def close(self) -> None:
         """Release connections; safe to call once the supervisor has stopped."""
         await self.http.aclose()
+        await self.gateway.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.database.dispose()

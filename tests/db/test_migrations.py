@@ -17,6 +17,7 @@ from dispatch.db import migrations
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
 from dispatch.db.migrations import PendingMigrations
+from dispatch.gateway.search import managed_by_models
 from tests.support import admin_headers, make_settings, run_cli, run_sql, running_app
 
 
@@ -70,7 +71,8 @@ async def test_models_match_migrations(db_settings: dict[str, Any]) -> None:
     """The same check as CI's `alembic check`, on this test's database."""
 
     def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": managed_by_models}
+        context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, Base.metadata))
 
     database = Database(make_settings(**db_settings))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ from dispatch.db.engine import Database
 from dispatch.models import Job, JobAttempt
 from dispatch.queue import service
 from dispatch.queue.service import JobSpec
-from tests.support import admin_headers, make_settings, running_app
+from tests.support import admin_headers, make_settings, running_app, start_worker
 
 
 async def _state(database: Database, job_id: int) -> Job:
@@ -29,28 +26,6 @@ async def _wait_for(database: Database, job_id: int, *states: str, seconds: floa
         while (job := await _state(database, job_id)).state not in states:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     return job
-
-
-def _worker(db_settings: dict[str, Any], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    variables = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATABASE_URL": db_settings["database_url"],
-        "LOG_LEVEL": "WARNING",
-        "JOB_LEASE_SECONDS": "1",
-        "QUEUE_UPKEEP_INTERVAL_SECONDS": "0.2",
-        "WORKER_POLL_INTERVAL_SECONDS": "0.05",
-        **env,
-    }
-    if db_settings.get("database_schema"):
-        variables["DATABASE_SCHEMA"] = db_settings["database_schema"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "worker", "--env-file", str(tmp_path / "none")],
-        cwd=tmp_path,
-        env=variables,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 async def test_the_embedded_worker_runs_jobs(db_settings: dict[str, Any]) -> None:
@@ -80,7 +55,7 @@ async def test_kill_9_mid_job_and_the_job_still_completes(
         created = await service.enqueue(
             session, JobSpec("queue.sleep", {"seconds": 1.5}, max_attempts=3)
         )
-    doomed = _worker(db_settings, tmp_path)
+    doomed = start_worker(db_settings, tmp_path)
     try:
         running = await _wait_for(database, created.job_id, "running")
         assert running.lease_owner is not None
@@ -90,7 +65,7 @@ async def test_kill_9_mid_job_and_the_job_still_completes(
     finally:
         if doomed.poll() is None:
             doomed.kill()
-    rescuer = _worker(db_settings, tmp_path)
+    rescuer = start_worker(db_settings, tmp_path)
     try:
         done = await _wait_for(database, created.job_id, "succeeded", seconds=60)
     finally:
@@ -109,7 +84,7 @@ async def test_sigterm_releases_the_job_and_exits_cleanly(
 ) -> None:
     async with database.session() as session:
         created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 60}))
-    worker = _worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
+    worker = start_worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.5")
     try:
         await _wait_for(database, created.job_id, "running")
         worker.send_signal(signal.SIGTERM)
@@ -128,7 +103,7 @@ async def test_two_worker_processes_drain_2000_jobs_exactly_once(
     async with database.session() as session:
         await service.enqueue_many(session, [JobSpec("queue.noop") for _ in range(2000)])
     env = {"WORKER_CONCURRENCY": "16", "JOB_LEASE_SECONDS": "30"}
-    workers = [_worker(db_settings, tmp_path, **env) for _ in range(2)]
+    workers = [start_worker(db_settings, tmp_path, **env) for _ in range(2)]
     try:
         async with asyncio.timeout(180):
             while True:
@@ -157,7 +132,7 @@ async def test_enqueue_wakes_an_idle_worker_in_another_process(
     database: Database, db_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     """With a one-minute poll, only a wake-up (NOTIFY, or SQLite's data_version) starts it."""
-    worker = _worker(
+    worker = start_worker(
         db_settings,
         tmp_path,
         WORKER_POLL_INTERVAL_SECONDS="60",
@@ -180,7 +155,7 @@ async def test_workers_show_up_with_their_running_jobs(
     settings = make_settings(**db_settings)
     async with database.session() as session:
         created = await service.enqueue(session, JobSpec("queue.sleep", {"seconds": 30}))
-    worker = _worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.2")
+    worker = start_worker(db_settings, tmp_path, WORKER_SHUTDOWN_GRACE_SECONDS="0.2")
     try:
         await _wait_for(database, created.job_id, "running")
         async with running_app(settings) as client:

@@ -18,6 +18,7 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import NotFound
+from dispatch.gateway.context import GatewayContext
 from dispatch.jobs import build_registry, worker_config
 from dispatch.queue.worker import Worker
 from dispatch.security import api_keys
@@ -132,7 +133,11 @@ def worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         config = worker_config(settings, **overrides)
-        await Worker(database, build_registry(), config).run(stop)
+        gateway = GatewayContext.build(settings, database)
+        try:
+            await Worker(database, build_registry(gateway), config).run(stop)
+        finally:
+            await gateway.close()
 
     _with_database(settings, run)
 

@@ -2,9 +2,43 @@
 
 from dispatch.models.admin_session import AdminSession
 from dispatch.models.api_key import ApiKey
+from dispatch.models.gateway import (
+    GatewayAttempt,
+    GatewayBreaker,
+    GatewayClient,
+    GatewayDevRule,
+    GatewayEndpoint,
+    GatewayEndpointClient,
+    GatewayEndpointResource,
+    GatewayHealthCheck,
+    GatewayMappingRule,
+    GatewayResource,
+    GatewaySetting,
+    GatewayTask,
+)
 from dispatch.models.job import Job, JobAttempt
 from dispatch.models.node import Node
 from dispatch.models.schedule import Schedule
 from dispatch.models.worker import WorkerRecord
 
-__all__ = ["AdminSession", "ApiKey", "Job", "JobAttempt", "Node", "Schedule", "WorkerRecord"]
+__all__ = [
+    "AdminSession",
+    "ApiKey",
+    "GatewayAttempt",
+    "GatewayBreaker",
+    "GatewayClient",
+    "GatewayDevRule",
+    "GatewayEndpoint",
+    "GatewayEndpointClient",
+    "GatewayEndpointResource",
+    "GatewayHealthCheck",
+    "GatewayMappingRule",
+    "GatewayResource",
+    "GatewaySetting",
+    "GatewayTask",
+    "Job",
+    "JobAttempt",
+    "Node",
+    "Schedule",
+    "WorkerRecord",
+]

@@ -20,6 +20,10 @@ class AdminSession(Base):
     api_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="CASCADE"), index=True, default=None
     )
+    # A gateway client logged in with its token: it sees only its own tasks and endpoints.
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway_clients.id", ondelete="CASCADE"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -1,0 +1,119 @@
+"""``POST /api/{path}``: a client's request becomes a durable task (seed 002's public route).
+
+Unknown or inactive endpoint 404, no token 401, a token not allowed here 403, a body
+that is not a JSON object 400, missing parameters 422, too large 413, all in the error
+envelope. The 202 is sent only after the task and its delivery job are committed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+from dispatch.gateway import ingest
+from dispatch.gateway.directory import ClientView, EndpointView
+from dispatch.runtime import Runtime
+from dispatch.security.deps import resolve_principal
+from dispatch.security.ratelimit import client_ip
+from dispatch.security.scopes import Scope
+
+router = APIRouter()
+MAX_IDEMPOTENCY_KEY = 200
+
+
+async def _caller(
+    runtime: Runtime, request: Request, endpoint: EndpointView
+) -> tuple[ClientView | None, str]:
+    """The client (None for an admin key) and the identity its budget is counted on."""
+    token = ingest.presented_token(request.headers)
+    if token is None:
+        await runtime.limiter.hit("gateway", "ip:" + client_ip(request, runtime.limiter.trusted))
+        raise Unauthorized("API token is missing")
+    client = await runtime.gateway.directory.client(token)
+    if client is not None and client.is_active and client.id in endpoint.client_ids:
+        return client, f"gwclient:{client.id}"
+    if client is None:
+        principal = await resolve_principal(runtime, token)
+        if principal is not None and principal.allows(Scope.ADMIN):
+            return None, principal.identity
+    await runtime.limiter.hit("gateway", "ip:" + client_ip(request, runtime.limiter.trusted))
+    raise Forbidden("Invalid API token for this endpoint")
+
+
+async def _payload(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes", details={"limit": limit})
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes", details={"limit": limit})
+    try:
+        payload = json.loads(body) if body else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest("The body is not valid JSON", details={"error": str(exc)}) from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("The body must be a JSON object")
+    return payload
+
+
+@router.post("/api/{path:path}", include_in_schema=False, status_code=202)
+async def accept(path: str, request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings
+    endpoint = await runtime.gateway.directory.endpoint(path.strip("/"))
+    if endpoint is None or not endpoint.is_active:
+        raise NotFound("Endpoint not found", details={"path": path})
+    client, identity = await _caller(runtime, request, endpoint)
+    state = await runtime.limiter.hit("gateway", identity)
+    payload = await _payload(request, settings.gateway_max_body_bytes)
+    missing = ingest.missing_params(payload, endpoint.required_params)
+    if missing:
+        raise ValidationFailed(
+            f"Missing required parameter: {missing[0]}"
+            if len(missing) == 1
+            else f"Missing required parameters: {', '.join(missing)}",
+            details={"missing": missing, "required": list(endpoint.required_params)},
+        )
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key.strip()) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    accepted = await ingest.accept(
+        runtime.database,
+        endpoint=endpoint,
+        client=client,
+        payload=payload,
+        idempotency_key=key.strip() if key else None,
+        default_max_attempts=settings.gateway_max_attempts,
+        queue_name=settings.gateway_queue,
+    )
+    headers = state.headers() if state is not None else {}
+    body = {
+        "status": "held" if accepted.status == "held" else "queued",
+        "task_id": accepted.task_id,
+        "replayed": accepted.replayed,
+    }
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.api_route(
+    "/api/{path:path}", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+async def other_methods(path: str, request: Request) -> JSONResponse:
+    """An endpoint takes only POST (405); any other unknown /api/ path is simply not found."""
+    runtime: Runtime = request.app.state.runtime
+    endpoint = await runtime.gateway.directory.endpoint(path.strip("/"))
+    if endpoint is None or not endpoint.is_active:
+        raise NotFound(f"No route matches {request.method} {request.url.path}")
+    raise MethodNotAllowed("Gateway endpoints accept POST only", headers={"Allow": "POST"})
