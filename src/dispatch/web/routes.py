@@ -16,7 +16,7 @@ from dispatch.runtime import Runtime
 from dispatch.security import api_keys, sessions
 from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
-from dispatch.web import queue_pages
+from dispatch.web import gateway_pages, gateway_task_pages, queue_pages
 from dispatch.web.auth import (
     CsrfUserDep,
     LoginRequired,
@@ -155,6 +155,8 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
     app.include_router(queue_pages.router)
+    app.include_router(gateway_pages.router)
+    app.include_router(gateway_task_pages.router)
     app.state.html_error_renderer = _render_error
 
     @app.get("/login", include_in_schema=False)
