@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.gateway import settings_store
 from dispatch.models import GatewayHealthCheck, GatewayTask, Job
 
 UPKEEP_KIND = "gateway.upkeep"
@@ -47,7 +48,25 @@ async def prune_health_history(session: AsyncSession, before: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def prune_finished_tasks(session: AsyncSession, before: datetime) -> int:
+    """Delete one batch of delivered or failed tasks last touched before ``before``."""
+    ids = select(GatewayTask.id).where(
+        GatewayTask.status.in_(("success", "failed")), GatewayTask.updated_at < before
+    )
+    result = await session.execute(
+        delete(GatewayTask).where(GatewayTask.id.in_(ids.limit(PRUNE_BATCH)))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def run(session: AsyncSession, now: datetime, retention: timedelta) -> dict[str, int]:
+    """One pass; task cleanup follows the gateway settings (seed 002: off, 30 days)."""
     settled = await settle_orphans(session, now)
     pruned = await prune_health_history(session, now - retention)
-    return {"settled": settled, "pruned_health_checks": pruned}
+    settings = await settings_store.load(session)
+    removed = 0
+    if settings.enable_task_cleanup:
+        removed = await prune_finished_tasks(
+            session, now - timedelta(days=settings.task_cleanup_days)
+        )
+    return {"settled": settled, "pruned_health_checks": pruned, "pruned_tasks": removed}
