@@ -57,7 +57,7 @@ def _redis_client(url: str) -> Redis:
 
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     database = Database(settings)
-    gateway = GatewayContext.build(settings, database)
+    gateway = GatewayContext.build(settings, database, metrics)
     http = httpx.AsyncClient(
         timeout=settings.default_timeout_seconds,
         limits=httpx.Limits(max_connections=settings.max_connections),

@@ -93,6 +93,14 @@ async def test_failover_when_the_primary_answers_500(gateway: Gateway, sink: Sin
     primary, backup = sink.at("primary")[0], sink.at("backup")[0]
     # The receiver's dedupe key is the same on every hop; each hop is signed afresh.
     assert primary.headers["webhook-id"] == backup.headers["webhook-id"]
+    metrics = (await gateway.http.get("/metrics", headers=ADMIN)).text
+    assert "dispatch_gateway_failovers_total 1.0" in metrics
+    requests = "dispatch_gateway_requests_total"
+    assert f'{requests}{{outcome="retryable",resource="r-primary"}} 1.0' in metrics
+    assert f'{requests}{{outcome="success",resource="r-backup"}} 1.0' in metrics
+    assert 'dispatch_gateway_tasks{status="success"} 1.0' in metrics
+    assert 'dispatch_gateway_ingested_total{result="queued"} 1.0' in metrics
+    assert 'dispatch_gateway_breaker_state{resource="r-primary",state="closed"} 1.0' in metrics
 
 
 async def test_failover_when_the_primary_times_out(gateway: Gateway, sink: Sink) -> None:

@@ -14,6 +14,7 @@ from dispatch.gateway.breaker import BreakerConfig
 from dispatch.gateway.directory import Directory
 from dispatch.queue.policy import RetryPolicy
 from dispatch.security.ssrf import AddressPolicy, guarded_connector
+from dispatch.telemetry.metrics import Metrics
 
 
 @dataclass
@@ -40,13 +41,17 @@ class GatewayContext:
     addresses: AddressPolicy
     breaker: BreakerConfig
     retry: RetryPolicy
+    metrics: Metrics | None = None
     _http: aiohttp.ClientSession | None = None
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _slots: dict[int, tuple[int, asyncio.Semaphore]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings, database: Database) -> GatewayContext:
+    def build(
+        cls, settings: Settings, database: Database, metrics: Metrics | None = None
+    ) -> GatewayContext:
         return cls(
+            metrics=metrics,
             settings=settings,
             database=database,
             directory=Directory(database, settings.gateway_config_cache_seconds),

@@ -495,6 +495,18 @@ async def record(
     return transitions
 
 
+def _count(ctx: GatewayContext, hops: list[Hop], verdict: Verdict) -> None:
+    metrics = ctx.metrics
+    if metrics is None:
+        return
+    for hop in hops:
+        metrics.gateway_requests.labels(hop.target.name, hop.outcome).inc()
+        if hop.duration_ms is not None:
+            metrics.gateway_request_seconds.labels(hop.target.name).observe(hop.duration_ms / 1000)
+    if verdict.status == "success" and len(hops) > 1:
+        metrics.gateway_failovers.inc()
+
+
 async def deliver(ctx: GatewayContext, context: JobContext, args: DeliverArgs) -> HandlerResult:
     """The ``gateway.deliver`` handler."""
     async with ctx.database.session() as session:
@@ -512,6 +524,7 @@ async def deliver(ctx: GatewayContext, context: JobContext, args: DeliverArgs) -
         ctx.settings.gateway_retry_after_max_seconds,
     )
     await record(ctx, plan, hops, verdict, job.attempt, context.worker)
+    _count(ctx, hops, verdict)
     log.info(
         "gateway.delivered" if verdict.status == "success" else "gateway.delivery_failed",
         task_id=plan.task_id,

@@ -99,6 +99,10 @@ async def accept(path: str, request: Request) -> JSONResponse:
         queue_name=settings.gateway_queue,
     )
     headers = state.headers() if state is not None else {}
+    result = (
+        "replayed" if accepted.replayed else ("held" if accepted.status == "held" else "queued")
+    )
+    runtime.metrics.gateway_ingested.labels(result).inc()
     body = {
         "status": "held" if accepted.status == "held" else "queued",
         "task_id": accepted.task_id,

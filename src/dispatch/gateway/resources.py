@@ -147,6 +147,16 @@ async def list_resources(session: AsyncSession) -> list[ResourceOut]:
     return [resource_out(r, rows.get(r.id)) for r in resources]
 
 
+async def breaker_states(session: AsyncSession) -> list[tuple[str, str]]:
+    """(resource name, breaker state) for every resource, for the metrics."""
+    rows = await session.execute(
+        select(GatewayResource.name, GatewayBreaker.state).join(
+            GatewayBreaker, GatewayBreaker.resource_id == GatewayResource.id, isouter=True
+        )
+    )
+    return [(name, state or "closed") for name, state in rows]
+
+
 def breaker_out(row: GatewayBreaker | None) -> BreakerOut:
     state: Breaker = breakers.to_breaker(row)
     return BreakerOut(

@@ -106,7 +106,7 @@ async def counts(session: AsyncSession, owner: int | None) -> dict[str, int]:
     stmt = select(GatewayTask.status, func.count()).group_by(GatewayTask.status)
     if owner is not None:
         stmt = stmt.where(GatewayTask.client_id == owner)
-    found = dict((await session.execute(stmt)).tuples().all())
+    found: dict[str, int] = {status: count for status, count in await session.execute(stmt)}
     return {status: int(found.get(status, 0)) for status in ACTIONS["delete"] + ("processing",)}
 
 

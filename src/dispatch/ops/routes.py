@@ -11,6 +11,8 @@ from dispatch import __version__
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES
+from dispatch.gateway import resources as gateway_resources
+from dispatch.gateway import tasks as gateway_tasks
 from dispatch.ops import service
 from dispatch.ops.schemas import HealthOut, ReadyOut, RootOut, ServiceInfoOut
 from dispatch.queue import nodes
@@ -88,7 +90,10 @@ async def metrics(runtime: RuntimeDep) -> Response:
     async with runtime.database.session(write=False) as session:
         counts, oldest = await queue_service.depth(session)
         by_status, offered, in_use = await nodes.census(session)
+        task_counts = await gateway_tasks.counts(session, owner=None)
+        breakers = await gateway_resources.breaker_states(session)
     runtime.metrics.set_nodes(by_status, offered, in_use)
+    runtime.metrics.set_gateway(task_counts, breakers)
     age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
     runtime.metrics.set_queue_depth(counts, max(0.0, age))
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

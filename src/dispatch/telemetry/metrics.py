@@ -94,6 +94,42 @@ class Metrics:
             ["use"],
             registry=self.registry,
         )
+        self.gateway_tasks = Gauge(
+            "dispatch_gateway_tasks",
+            "Gateway tasks by status, read at scrape time",
+            ["status"],
+            registry=self.registry,
+        )
+        self.gateway_breaker = Gauge(
+            "dispatch_gateway_breaker_state",
+            "1 for each resource's current breaker state (closed, open, half_open), at scrape time",
+            ["resource", "state"],
+            registry=self.registry,
+        )
+        self.gateway_ingested = Counter(
+            "dispatch_gateway_ingested",
+            "Requests accepted on /api/{path} by this process, by result (queued, held, replayed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.gateway_requests = Counter(
+            "dispatch_gateway_requests",
+            "Delivery requests sent by this process, by resource and outcome",
+            ["resource", "outcome"],
+            registry=self.registry,
+        )
+        self.gateway_request_seconds = Histogram(
+            "dispatch_gateway_request_seconds",
+            "Duration of delivery requests sent by this process, by resource",
+            ["resource"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.gateway_failovers = Counter(
+            "dispatch_gateway_failovers",
+            "Tasks delivered by a resource other than the first one tried",
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "dispatch_rate_limited",
             "Requests refused by a rate limit, by route group",
@@ -113,6 +149,15 @@ class Metrics:
             self.queue_nodes.labels(status).set(by_status.get(status, 0))
         self.queue_node_capacity.labels("offered").set(offered)
         self.queue_node_capacity.labels("in_use").set(in_use)
+
+    def set_gateway(self, tasks: dict[str, int], breakers: list[tuple[str, str]]) -> None:
+        """Replace the gateway gauges with a fresh reading (deleted resources disappear)."""
+        for status, count in tasks.items():
+            self.gateway_tasks.labels(status).set(count)
+        self.gateway_breaker.clear()
+        for resource, current in breakers:
+            for state in ("closed", "open", "half_open"):
+                self.gateway_breaker.labels(resource, state).set(1 if state == current else 0)
 
     def set_build_info(self, version: str, database: str) -> None:
         self.build_info.labels(version, platform.python_version(), database).set(1)
