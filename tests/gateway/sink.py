@@ -16,6 +16,7 @@ class Received:
     method: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # loop time of arrival
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -38,6 +39,8 @@ class Sink:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._arrived = asyncio.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     async def start(self) -> Sink:
         app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -69,12 +72,19 @@ class Sink:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append(Received(request.path, request.method, dict(request.headers), body))
+        arrived = asyncio.get_running_loop().time()
+        headers = dict(request.headers)
+        self.received.append(Received(request.path, request.method, headers, body, arrived))
         self._arrived.set()
         behaviour = self.behaviours.get(request.path, Behaviour())
         status = behaviour.script.pop(0) if behaviour.script else behaviour.status
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+        finally:
+            self.in_flight -= 1
         return web.Response(status=status, text=behaviour.body, headers=behaviour.headers)
 
     async def wait_for(self, count: int, path: str | None = None, seconds: float = 15.0) -> None:

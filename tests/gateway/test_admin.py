@@ -157,3 +157,27 @@ async def test_duplicates_are_inactive_copies(gateway: Gateway, sink: Sink) -> N
     dup = await gateway.http.post(f"{V1}/endpoints/{endpoint['id']}/duplicate", headers=ADMIN)
     assert dup.json()["path"] == "notify-copy"
     assert [r["id"] for r in dup.json()["resources"]] == [resource["id"]]
+
+
+async def test_patch_null_clears_optional_settings(gateway: Gateway, sink: Sink) -> None:
+    resource = await gateway.resource("api", sink.url("a"), rate_limit_per_second=5)
+    url = f"{V1}/resources/{resource['id']}"
+    cleared = await gateway.http.patch(
+        url, json={"rate_limit_per_second": None, "timeout_seconds": None}, headers=ADMIN
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["rate_limit_per_second"] is None
+    assert cleared.json()["timeout_seconds"] == 2  # not nullable: null leaves it as it was
+
+
+async def test_dropping_a_resource_drops_its_mapping_rules(gateway: Gateway, sink: Sink) -> None:
+    endpoint, (first, second), _ = await gateway.setup(sink, ["a", "b"])
+    rule = {"target_key": "x", "source_type": "constant", "source_value": "1"}
+    rules = {
+        "mapping": [{**rule, "resource_id": first["id"]}, {**rule, "resource_id": second["id"]}]
+    }
+    url = f"{V1}/endpoints/{endpoint['id']}"
+    assert (await gateway.http.put(f"{url}/rules", json=rules, headers=ADMIN)).status_code == 200
+    await gateway.http.patch(url, json={"resource_ids": [second["id"]]}, headers=ADMIN)
+    kept = (await gateway.http.get(f"{url}/rules", headers=ADMIN)).json()["mapping"]
+    assert [r["resource_id"] for r in kept] == [second["id"]]

@@ -235,3 +235,28 @@ async def test_ssrf_refuses_loopback_when_not_allowed(
     assert [a["outcome"] for a in task["attempt_log"]] == ["blocked", "blocked"]
     assert "GATEWAY_ALLOWED_NETWORKS" in task["attempt_log"][1]["error"]
     assert sink.received == []
+
+
+async def test_a_resource_concurrency_limit_holds(gateway: Gateway, sink: Sink) -> None:
+    sink.set("slow", delay=0.3)
+    _, (resource,), token = await gateway.setup(sink, ["slow"])
+    await gateway.http.patch(
+        f"{V1}/resources/{resource['id']}", json={"concurrency_limit": 1}, headers=ADMIN
+    )
+    ids = [(await gateway.send("notify", token, PAYLOAD)).json()["task_id"] for _ in range(3)]
+    for task_id in ids:
+        assert (await gateway.settled(task_id))["status"] == "success"
+    assert sink.max_in_flight == 1  # the worker runs 4 jobs at once; the resource saw one
+
+
+async def test_a_resource_rate_limit_spaces_requests(gateway: Gateway, sink: Sink) -> None:
+    _, (resource,), token = await gateway.setup(sink, ["a"])
+    await gateway.http.patch(
+        f"{V1}/resources/{resource['id']}", json={"rate_limit_per_second": 4}, headers=ADMIN
+    )
+    ids = [(await gateway.send("notify", token, PAYLOAD)).json()["task_id"] for _ in range(8)]
+    for task_id in ids:
+        await gateway.settled(task_id)
+    arrivals = sorted(r.at for r in sink.at("a"))
+    # A burst of 4, then one every 0.25 s: 8 requests cannot fit in less than a second.
+    assert arrivals[-1] - arrivals[0] >= 0.9

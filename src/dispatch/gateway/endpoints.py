@@ -85,6 +85,13 @@ async def _set_links(
                 GatewayEndpointResource.endpoint_id == endpoint_id
             )
         )
+        # Rules for resources no longer in the sequence would never be used again.
+        await session.execute(
+            delete(GatewayMappingRule).where(
+                GatewayMappingRule.endpoint_id == endpoint_id,
+                GatewayMappingRule.resource_id.not_in(data.resource_ids),
+            )
+        )
         for sequence, resource_id in enumerate(data.resource_ids):
             session.add(
                 GatewayEndpointResource(

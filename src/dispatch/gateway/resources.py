@@ -19,6 +19,8 @@ from dispatch.gateway.signing import new_secret
 from dispatch.models import GatewayBreaker, GatewayResource
 
 _HEADER_FIELDS = ("headers", "failure_webhook_headers")
+# Settings a PATCH may clear with null (the others treat null as "unchanged").
+_NULLABLE = frozenset(column.key for column in GatewayResource.__table__.columns if column.nullable)
 
 
 async def flush_unique(session: AsyncSession, what: str) -> None:
@@ -71,8 +73,8 @@ async def update_resource(
         values.setdefault("disabled_reason", None)
     turning_on = values.get("health_check_enabled") and not resource.health_check_enabled
     for name, value in values.items():
-        if value is None and name not in ("notification_email", "failure_webhook_url"):
-            continue  # null means "leave as it is" for the non-nullable settings
+        if value is None and name not in _NULLABLE:
+            continue  # null means "leave as it is" for settings that cannot be empty
         setattr(resource, name, value)
     if turning_on:
         resource.next_health_check_at = now
