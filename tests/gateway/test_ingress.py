@@ -221,3 +221,26 @@ async def test_other_methods_are_405_on_endpoints_404_elsewhere(
     assert wrong.headers["allow"] == "POST"
     _envelope(await gateway.http.get("/api/unknown"), 404, "not_found")
     _envelope(await gateway.http.get("/api/v1/nothing"), 404, "not_found")
+
+
+async def test_concurrent_requests_share_commits_without_mixing_up(
+    gateway: Gateway, sink: Sink
+) -> None:
+    import asyncio
+
+    _, _, token = await gateway.setup(sink, ["a"], is_development_mode=True, dev_hold_tasks=True)
+    bodies = [{**PAYLOAD, "n": n} for n in range(40)]
+    keyed = [
+        gateway.send("notify", token, PAYLOAD, **{"Idempotency-Key": "same"}) for _ in range(5)
+    ]
+    responses = await asyncio.gather(*(gateway.send("notify", token, b) for b in bodies), *keyed)
+    assert {r.status_code for r in responses} == {202}
+    plain, repeats = responses[:40], responses[40:]
+    ids = [r.json()["task_id"] for r in plain]
+    assert len(set(ids)) == 40
+    for body, task_id in zip(bodies, ids, strict=True):  # each caller got its own task back
+        assert (await gateway.task(task_id))["source_payload"] == body
+    assert len({r.json()["task_id"] for r in repeats}) == 1
+    assert sorted(r.json()["replayed"] for r in repeats) == [False, True, True, True, True]
+    stored = await gateway.http.get(f"{V1}/tasks?limit=100", headers=ADMIN)
+    assert len(stored.json()["items"]) == 41

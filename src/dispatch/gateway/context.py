@@ -10,6 +10,7 @@ import aiohttp
 
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+from dispatch.gateway.batcher import IngestBatcher
 from dispatch.gateway.breaker import BreakerConfig
 from dispatch.gateway.directory import Directory
 from dispatch.queue.policy import RetryPolicy
@@ -41,6 +42,7 @@ class GatewayContext:
     addresses: AddressPolicy
     breaker: BreakerConfig
     retry: RetryPolicy
+    batcher: IngestBatcher
     metrics: Metrics | None = None
     _http: aiohttp.ClientSession | None = None
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class GatewayContext:
             settings=settings,
             database=database,
             directory=Directory(database, settings.gateway_config_cache_seconds),
+            batcher=IngestBatcher(database, settings.gateway_max_attempts, settings.gateway_queue),
             addresses=AddressPolicy.from_strings(settings.gateway_allowed_networks),
             breaker=BreakerConfig(
                 consecutive_failures=settings.gateway_breaker_failures,
@@ -113,6 +116,7 @@ class GatewayContext:
         return held[1]
 
     async def close(self) -> None:
+        await self.batcher.close()
         if self._http is not None and not self._http.closed:
             await self._http.close()
         self._http = None

@@ -89,15 +89,8 @@ async def accept(path: str, request: Request) -> JSONResponse:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key.strip()) <= MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-    accepted = await ingest.accept(
-        runtime.database,
-        endpoint=endpoint,
-        client=client,
-        payload=payload,
-        idempotency_key=key.strip() if key else None,
-        default_max_attempts=settings.gateway_max_attempts,
-        queue_name=settings.gateway_queue,
-    )
+    request_ = ingest.Request(endpoint, client, payload, key.strip() if key else None)
+    accepted = await runtime.gateway.batcher.submit(request_)
     headers = state.headers() if state is not None else {}
     result = (
         "replayed" if accepted.replayed else ("held" if accepted.status == "held" else "queued")
