@@ -181,3 +181,20 @@ async def test_dropping_a_resource_drops_its_mapping_rules(gateway: Gateway, sin
     await gateway.http.patch(url, json={"resource_ids": [second["id"]]}, headers=ADMIN)
     kept = (await gateway.http.get(f"{url}/rules", headers=ADMIN)).json()["mapping"]
     assert [r["resource_id"] for r in kept] == [second["id"]]
+
+
+async def test_bad_settings_input_is_a_4xx_never_a_500(gateway: Gateway) -> None:
+    kept = await gateway.http.put(f"{V1}/settings", json={"smtp_port": None}, headers=ADMIN)
+    assert kept.status_code == 200
+    assert kept.json()["smtp_port"] == 587
+    await gateway.http.put(f"{V1}/settings", json={"smtp_server": "bad..host"}, headers=ADMIN)
+    test = await gateway.http.post(f"{V1}/settings/test-smtp", headers=ADMIN)
+    assert test.status_code == 200
+    assert test.json()["success"] is False
+
+
+async def test_an_endpoint_description_can_be_cleared(gateway: Gateway) -> None:
+    made = await gateway.endpoint("notify", [], description="old")
+    url = f"{V1}/endpoints/{made['id']}"
+    cleared = await gateway.http.patch(url, json={"description": None}, headers=ADMIN)
+    assert cleared.json()["description"] is None

@@ -136,7 +136,7 @@ async def update_endpoint(
     if data.path is not None:
         endpoint.path = check_path(data.path, reserved)
     for name, value in data.model_dump(exclude_unset=True, exclude=_LINK_FIELDS).items():
-        if value is not None or name == "max_attempts":
+        if value is not None or name in ("max_attempts", "description"):
             setattr(endpoint, name, value)
     endpoint.updated_at = now
     await flush_unique(session, f"An endpoint with path {endpoint.path!r}")

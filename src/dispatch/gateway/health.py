@@ -19,11 +19,14 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.db.base import utcnow
+from dispatch.errors import Conflict, NotFound
 from dispatch.gateway import alerts, breakers
 from dispatch.gateway.breaker import record_probe
 from dispatch.gateway.context import GatewayContext
 from dispatch.gateway.mapping import JSONValue, render_template
 from dispatch.gateway.redact import cap_text
+from dispatch.gateway.schemas import HealthCheckOut
 from dispatch.gateway.signing import new_message_id
 from dispatch.models import GatewayHealthCheck, GatewayResource
 from dispatch.queue import service as queue
@@ -196,3 +199,46 @@ async def sweep(session: AsyncSession, queue_name: str, now: datetime) -> int:
         resource.next_health_check_at = next_check(resource, now)
         count += 1
     return count
+
+
+_checking: set[int] = set()  # resources with a manual check running in this process
+
+
+async def check_now(ctx: GatewayContext, resource_id: int) -> tuple[ProbeResult, str]:
+    """A manual check (API and UI): probe outside any transaction, then record it.
+
+    One at a time per resource and process (Conflict otherwise). No transaction is open
+    while the probe waits on the network: on SQLite that would hold the write lock.
+    """
+    async with ctx.database.session(write=False) as session:
+        resource = await session.get(GatewayResource, resource_id)
+    if resource is None:
+        raise NotFound(f"Resource {resource_id} not found")
+    if resource_id in _checking:
+        raise Conflict("A check of this resource is already running")
+    _checking.add(resource_id)
+    try:
+        result = await probe(ctx, resource, utcnow())
+    finally:
+        _checking.discard(resource_id)
+    async with ctx.database.session() as session:
+        fresh = await session.get(GatewayResource, resource_id)
+        if fresh is None:
+            raise NotFound(f"Resource {resource_id} not found")
+        state = await record(session, ctx, fresh, result, utcnow(), manual=True)
+    return result, state
+
+
+async def history(
+    session: AsyncSession, resource_id: int, limit: int, since: datetime | None = None
+) -> list[HealthCheckOut]:
+    """A resource's health checks, newest first."""
+    query = select(GatewayHealthCheck).where(GatewayHealthCheck.resource_id == resource_id)
+    if since is not None:
+        query = query.where(GatewayHealthCheck.checked_at >= since)
+    rows = await session.scalars(
+        query.order_by(GatewayHealthCheck.checked_at.desc(), GatewayHealthCheck.id.desc()).limit(
+            limit
+        )
+    )
+    return [HealthCheckOut.model_validate(row) for row in rows]

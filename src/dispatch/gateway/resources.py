@@ -143,6 +143,13 @@ async def breaker_rows(
     return {row.resource_id: row for row in rows}
 
 
+async def resource_view(session: AsyncSession, resource_id: int) -> ResourceOut:
+    """One resource as the API and the UI show it (secrets masked, with its breaker)."""
+    resource = await get_resource(session, resource_id)
+    rows = await breaker_rows(session, [resource.id])
+    return resource_out(resource, rows.get(resource.id))
+
+
 async def list_resources(session: AsyncSession) -> list[ResourceOut]:
     resources = list(await session.scalars(select(GatewayResource).order_by(GatewayResource.name)))
     rows = await breaker_rows(session, [r.id for r in resources])
@@ -164,6 +171,9 @@ def breaker_out(row: GatewayBreaker | None) -> BreakerOut:
     return BreakerOut(
         state=str(state.state),
         consecutive_failures=state.consecutive_failures,
+        consecutive_successes=state.consecutive_successes,
+        probe_failures=state.probe_failures,
+        probe_successes=state.probe_successes,
         opened_at=state.opened_at,
         last_failure_at=state.last_failure_at,
         last_success_at=state.last_success_at,

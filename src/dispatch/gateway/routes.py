@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from sqlalchemy import select
 
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
-from dispatch.errors import ERROR_RESPONSES, BadRequest, Conflict, request_id_of
+from dispatch.errors import ERROR_RESPONSES, BadRequest, request_id_of
 from dispatch.gateway import clients, endpoints, health, resources, settings_store, tasks
 from dispatch.gateway.schemas import (
     BatchAction,
@@ -45,7 +44,6 @@ from dispatch.gateway.schemas import (
     TaskPage,
     TaskStatus,
 )
-from dispatch.models import GatewayHealthCheck
 from dispatch.runtime import Runtime
 from dispatch.security.deps import AdminKey, ReadKey, WriteKey
 
@@ -82,15 +80,9 @@ async def create_resource(
     return ResourceCreated(**out.model_dump(), signing_secret_full=secret)
 
 
-async def _resource_out(session: SessionDep, resource_id: int) -> ResourceOut:
-    resource = await resources.get_resource(session, resource_id)
-    rows = await resources.breaker_rows(session, [resource.id])
-    return resources.resource_out(resource, rows.get(resource.id))
-
-
 @router.get("/resources/{resource_id}", response_model=ResourceOut)
 async def get_resource(resource_id: int, session: SessionDep, _: ReadKey) -> ResourceOut:
-    return await _resource_out(session, resource_id)
+    return await resources.resource_view(session, resource_id)
 
 
 @router.get("/resources/{resource_id}/details", response_model=ResourceDetails)
@@ -113,7 +105,7 @@ async def update_resource(
     """Change some fields; a masked header value sent back unchanged keeps the secret."""
     await resources.update_resource(session, resource_id, data, utcnow())
     _changed(runtime)
-    return await _resource_out(session, resource_id)
+    return await resources.resource_view(session, resource_id)
 
 
 @router.delete("/resources/{resource_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -147,6 +139,7 @@ async def rotate_secret(
     """A new signing secret; the old one also signs until ``previous_secret_expires_at``."""
     grace = timedelta(hours=runtime.settings.gateway_secret_grace_hours)
     secret, expires = await resources.rotate_secret(session, resource_id, grace, utcnow())
+    _changed(runtime)
     return SecretOut(signing_secret=secret, previous_secret_expires_at=expires)
 
 
@@ -160,23 +153,12 @@ async def reveal_secret(resource_id: int, session: SessionDep, _: AdminKey) -> S
     )
 
 
-_checking: set[int] = set()  # resources with a manual check running in this process
-
-
 @router.post("/resources/{resource_id}/check", response_model=CheckResult)
 async def check_resource(
-    resource_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, _: WriteKey
+    resource_id: int, request: Request, runtime: RuntimeDep, _: WriteKey
 ) -> CheckResult:
     """Run the resource's health check now; the result feeds its breaker like any other."""
-    resource = await resources.get_resource(session, resource_id)
-    if resource_id in _checking:
-        raise Conflict("A check of this resource is already running")
-    _checking.add(resource_id)
-    try:
-        result = await health.probe(runtime.gateway, resource, utcnow())
-    finally:
-        _checking.discard(resource_id)
-    state = await health.record(session, runtime.gateway, resource, result, utcnow(), manual=True)
+    result, state = await health.check_now(runtime.gateway, resource_id)
     return CheckResult(
         success=result.success,
         status_code=result.status_code,
@@ -197,15 +179,7 @@ async def health_history(
 ) -> list[HealthCheckOut]:
     """The resource's health checks, newest first (kept for GATEWAY_HEALTH_RETENTION_DAYS)."""
     await resources.get_resource(session, resource_id)
-    query = select(GatewayHealthCheck).where(GatewayHealthCheck.resource_id == resource_id)
-    if since is not None:
-        query = query.where(GatewayHealthCheck.checked_at >= since)
-    rows = await session.scalars(
-        query.order_by(GatewayHealthCheck.checked_at.desc(), GatewayHealthCheck.id.desc()).limit(
-            limit
-        )
-    )
-    return [HealthCheckOut.model_validate(row) for row in rows]
+    return await health.history(session, resource_id, limit, since)
 
 
 # Endpoints ---------------------------------------------------------------------------------
@@ -467,9 +441,7 @@ async def smtp_connection_test(session: SessionDep, _: AdminKey) -> SmtpTestResu
     """Connect to the SMTP server with the stored settings and log in (seed: test_connection)."""
     smtp = await settings_store.load(session)
     try:
-        await settings_store.check_connection(smtp)
+        worked, detail = await settings_store.connection_report(smtp)
     except settings_store.SmtpNotConfigured as exc:
         raise BadRequest(str(exc)) from exc
-    except (OSError, TimeoutError) as exc:  # smtplib's errors are OSErrors
-        return SmtpTestResult(success=False, detail=f"{type(exc).__name__}: {exc}")
-    return SmtpTestResult(success=True, detail=f"connected to {smtp.smtp_server}:{smtp.smtp_port}")
+    return SmtpTestResult(success=worked, detail=detail)

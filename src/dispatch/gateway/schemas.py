@@ -78,7 +78,10 @@ class ResourceUpdate(ResourceFields):
 
 class BreakerOut(BaseModel):
     state: str
-    consecutive_failures: int
+    consecutive_failures: int = Field(description="Consecutive failed deliveries")
+    consecutive_successes: int
+    probe_failures: int = Field(description="Consecutive failed health checks")
+    probe_successes: int = Field(description="Consecutive successful health checks")
     opened_at: datetime | None
     last_failure_at: datetime | None
     last_success_at: datetime | None

@@ -61,8 +61,16 @@ async def load(session: AsyncSession) -> GatewaySettings:
     return GatewaySettings.model_validate(stored)
 
 
+# Settings that may be emptied with null; for the others null means "leave as it is".
+_CLEARABLE = frozenset({"smtp_server", "smtp_username", "smtp_password", "email_from"})
+
+
 async def update(session: AsyncSession, data: SettingsUpdate, now: datetime) -> GatewaySettings:
-    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in data.model_dump(exclude_unset=True).items()
+        if value is not None or key in _CLEARABLE
+    }
     if changes.get("smtp_password") == MASK:
         changes.pop("smtp_password")
     current = (await load(session)).model_dump()
@@ -130,3 +138,15 @@ async def send_email(
 async def check_connection(settings: GatewaySettings) -> None:
     """Connect, negotiate encryption and log in; raises on any failure."""
     await asyncio.to_thread(_check, settings)
+
+
+async def connection_report(settings: GatewaySettings) -> tuple[bool, str]:
+    """(worked, what happened) of a connection test; SmtpNotConfigured is left to the caller."""
+    try:
+        await check_connection(settings)
+    except SmtpNotConfigured:
+        raise
+    # smtplib's errors are OSErrors; a malformed host name is a ValueError (UnicodeError).
+    except (OSError, TimeoutError, ValueError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, f"connected to {settings.smtp_server}:{settings.smtp_port}"
