@@ -168,16 +168,21 @@ async def act(
     if action == "stop":
         values.update(status="stopped", next_attempt_at=None)
     else:
-        spec = deliver_spec(task.message_id, task.max_attempts, queue_name)
-        job = await queue.enqueue(session, spec)
-        values.update(status="pending", job_id=job.job_id, last_error=None, next_attempt_at=None)
+        values.update(status="pending", last_error=None, next_attempt_at=None)
         if action == "retry":
             values["series"] = t.series + 1
+    # The guard comes first: a refused action must leave no delivery job behind, even when
+    # its caller goes on to commit the transaction.
     result = await session.execute(update(t).where(guard).values(**values))
     if not result.rowcount:  # type: ignore[attr-defined]
         raise Conflict(_refusal(action, task.status), details={"status": task.status})
     if action == "stop":
         await _cancel_waiting_job(session, task.job_id)
+    else:
+        job = await queue.enqueue(
+            session, deliver_spec(task.message_id, task.max_attempts, queue_name)
+        )
+        await session.execute(update(t).where(t.id == task.id).values(job_id=job.job_id))
     await session.refresh(task)
     return task
 
