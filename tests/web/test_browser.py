@@ -2,62 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from dispatch.config import Settings
 from tests.support import ADMIN_PASSWORD, LiveServer
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.web.browsing import log_in
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    if os.environ.get("DISPATCH_REQUIRE_BROWSER"):
-        pytest.fail(f"Chromium not found at {CHROMIUM} and DISPATCH_REQUIRE_BROWSER is set")
-    pytest.skip("Chromium is not installed (apt-get install chromium); browser tests skipped")
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=LAUNCH_ARGS
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings) as live:
-        yield live
-
-
-async def _log_in(page: Page, base: str, secret: str) -> None:
-    await page.goto(f"{base}/ui/")
-    await expect(page).to_have_url(f"{base}/ui/login?next=/ui/")
-    await page.fill("#secret", secret)
-    await page.click("#login")
 
 
 async def test_login_dashboard_and_logout(browser: Browser, server: LiveServer) -> None:
@@ -65,7 +16,7 @@ async def test_login_dashboard_and_logout(browser: Browser, server: LiveServer) 
     foreign: list[str] = []
     page.on("request", lambda r: None if r.url.startswith(server.url) else foreign.append(r.url))
 
-    await _log_in(page, server.url, "wrong password")
+    await log_in(page, server.url, "wrong password")
     await expect(page.get_by_role("alert")).to_contain_text("Wrong password or key")
 
     await page.fill("#secret", ADMIN_PASSWORD)
@@ -89,7 +40,7 @@ async def test_login_dashboard_and_logout(browser: Browser, server: LiveServer) 
 
 async def test_create_and_revoke_a_key_in_the_ui(browser: Browser, server: LiveServer) -> None:
     page = await browser.new_page()
-    await _log_in(page, server.url, ADMIN_PASSWORD)
+    await log_in(page, server.url, ADMIN_PASSWORD)
     await page.click("text=API keys")
     await page.fill("input[name=name]", "from-the-browser")
     await page.check("input[value=metrics]")

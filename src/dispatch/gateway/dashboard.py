@@ -32,7 +32,7 @@ def _epoch_minute(dialect: str) -> ColumnElement[int]:
     """Minutes since the epoch of an attempt's start, computed by the database."""
     started = GatewayAttempt.started_at
     if dialect == "sqlite":
-        return cast(func.strftime("%s", started), Integer) / 60
+        return cast(func.strftime("%s", started), Integer) // 60
     return cast(func.floor(func.extract("epoch", started) / 60), Integer)
 
 
@@ -56,7 +56,7 @@ async def deliveries_per_minute(
         .where(GatewayAttempt.started_at >= since, GatewayAttempt.outcome == SUCCESS)
         .group_by(bucket)
     )
-    rows = (await session.execute(stmt)).tuples().all()
+    rows = (await session.execute(stmt)).all()
     return minute_series({int(minute): int(count) for minute, count in rows}, now, minutes)
 
 
@@ -67,10 +67,10 @@ async def endpoint_choices(session: AsyncSession, client_id: int | None) -> list
         stmt = stmt.join(
             GatewayEndpointClient, GatewayEndpointClient.endpoint_id == GatewayEndpoint.id
         ).where(GatewayEndpointClient.client_id == client_id)
-    return [Choice(id_, path) for id_, path in (await session.execute(stmt)).tuples()]
+    return [Choice(id_, path) for id_, path in (await session.execute(stmt)).all()]
 
 
 async def client_choices(session: AsyncSession) -> list[Choice]:
     """Every client, for the admin's client filter."""
     stmt = select(GatewayClient.id, GatewayClient.name).order_by(GatewayClient.name)
-    return [Choice(id_, name) for id_, name in (await session.execute(stmt)).tuples()]
+    return [Choice(id_, name) for id_, name in (await session.execute(stmt)).all()]

@@ -1,10 +1,11 @@
 """Admin UI sessions and CSRF tokens.
 
-The session cookie holds a signed random token, never a password or a key (seed
-002 stored the admin password itself). The server keeps the token's hash, so
-logout, expiry and revoking the key that opened a session end it everywhere.
-Every form carries the session's CSRF token; the login form, which has no
-session yet, uses a signed double-submit cookie.
+The session cookie holds a signed random token, never a password, a key or a
+client token (seed 002 stored the admin password or the client's API token
+itself). The server keeps the token's hash, so logout, expiry, revoking the key
+that opened a session, and deactivating or re-keying the gateway client that
+opened one end it everywhere. Every form carries the session's CSRF token; the
+login forms, which have no session yet, use a signed double-submit cookie.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
-from dispatch.models import AdminSession, ApiKey
+from dispatch.models import AdminSession, ApiKey, GatewayClient
 
 SESSION_COOKIE = "dispatch_session"
 LOGIN_CSRF_COOKIE = "dispatch_login_csrf"
@@ -73,8 +74,9 @@ async def open_session(
     api_key_id: int | None,
     client_ip: str | None,
     max_age_seconds: int,
+    client_id: int | None = None,
 ) -> tuple[str, AdminSession]:
-    """Create a session row; returns the raw token to sign into the cookie."""
+    """Create a session row (a gateway client's with ``client_id``); returns the raw token."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     row = AdminSession(
@@ -82,6 +84,7 @@ async def open_session(
         csrf_token=secrets.token_urlsafe(32),
         login_method=method,
         api_key_id=api_key_id,
+        client_id=client_id,
         created_at=now,
         expires_at=now + timedelta(seconds=max_age_seconds),
         client_ip=client_ip,
@@ -92,7 +95,7 @@ async def open_session(
 
 
 async def load_session(session: AsyncSession, token: str, now: datetime) -> AdminSession | None:
-    """The live session for ``token``; a session opened with a key dies with that key."""
+    """The live session for ``token``; it dies with the key or the client token that opened it."""
     row = await session.get(AdminSession, _token_hash(token))
     if row is None or row.expires_at <= now:
         return None
@@ -100,6 +103,13 @@ async def load_session(session: AsyncSession, token: str, now: datetime) -> Admi
         key = await session.get(ApiKey, row.api_key_id)
         if key is None or not key.is_usable(now):
             return None
+    if row.client_id is not None:
+        client = await session.get(GatewayClient, row.client_id)
+        if client is None or not client.is_active:
+            return None
+        rotated = client.token_rotated_at
+        if rotated is not None and rotated >= row.created_at:
+            return None  # opened with the token that rotation replaced
     return row
 
 

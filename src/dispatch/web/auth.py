@@ -1,4 +1,10 @@
-"""Admin UI authentication: session cookie, login with password or admin key, CSRF."""
+"""UI authentication: session cookie, login (admin password or key, gateway client token), CSRF.
+
+Two roles share one session table: an admin session, and a gateway client's session
+(``client_id`` set) that may only use the gateway task pages and sees its own tasks.
+``UiUserDep`` / ``CsrfUserDep`` admit admins only; ``ViewerDep`` / ``CsrfViewerDep``
+admit both, and the pages pass ``user.client_id`` to the services as the owner.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from fastapi import Depends, Request, Response
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.errors import AppError, Forbidden
-from dispatch.models import AdminSession
+from dispatch.models import GatewayClient
 from dispatch.runtime import Runtime
 from dispatch.security import sessions
 from dispatch.security.deps import resolve_principal
@@ -21,39 +27,85 @@ from dispatch.security.scopes import Scope
 
 
 class LoginRequired(AppError):
-    """No live admin session: the UI answers with a redirect to the login page."""
+    """No live session: the UI answers with a redirect to the login page."""
 
     status, code = 401, "login_required"
 
 
+ADMIN = "admin"
+CLIENT = "client"
+
+
 @dataclass(frozen=True, slots=True)
 class UiUser:
-    session: AdminSession
+    """Who is signed in: an admin, or a gateway client that sees only its own tasks.
+
+    Plain values copied from the session row, so an error page rendered after the
+    request's transaction rolled back can still show them.
+    """
+
     token: str
+    csrf_token: str
+    login_method: str
+    client_id: int | None = None  # the services' ``owner``; None for an admin
+    client_name: str | None = None
 
     @property
-    def csrf_token(self) -> str:
-        return self.session.csrf_token
+    def role(self) -> str:
+        return ADMIN if self.client_id is None else CLIENT
+
+    @property
+    def is_admin(self) -> bool:
+        return self.client_id is None
 
 
 def secure_cookies(runtime: Runtime, request: Request) -> bool:
     return runtime.settings.environment == "production" or request.url.scheme == "https"
 
 
-async def current_user(
+async def optional_viewer(
     request: Request, response: Response, runtime: RuntimeDep, session: SessionDep
-) -> UiUser:
+) -> UiUser | None:
+    """The signed-in admin or client, or None without a live session."""
     signed = request.cookies.get(sessions.SESSION_COOKIE)
     token = runtime.signer.unsign(signed) if signed else None
     row = await sessions.load_session(session, token, utcnow()) if token else None
     if row is None or token is None:
-        raise LoginRequired("Log in to use the admin UI")
+        return None
     state = await runtime.limiter.hit("ui", "session:" + row.token_hash[:16])
     if state is not None:
         response.headers.update(state.headers())
-    return UiUser(session=row, token=token)
+    client = await session.get(GatewayClient, row.client_id) if row.client_id else None
+    user = UiUser(
+        token=token,
+        csrf_token=row.csrf_token,
+        login_method=row.login_method,
+        client_id=row.client_id,
+        client_name=client.name if client else None,
+    )
+    request.state.ui_user = user  # error pages show the navigation that fits the role
+    return user
 
 
+async def current_viewer(user: Annotated[UiUser | None, Depends(optional_viewer)]) -> UiUser:
+    """An admin or a gateway client; anyone else is sent to the login page."""
+    if user is None:
+        raise LoginRequired("Log in to use the admin UI")
+    return user
+
+
+async def current_user(user: Annotated[UiUser, Depends(current_viewer)]) -> UiUser:
+    """An admin; a gateway client's session is refused (403), whatever the page."""
+    if not user.is_admin:
+        raise Forbidden(
+            "This page is for administrators; you are signed in as a gateway client",
+            code="admin_only",
+        )
+    return user
+
+
+OptionalViewerDep = Annotated[UiUser | None, Depends(optional_viewer)]
+ViewerDep = Annotated[UiUser, Depends(current_viewer)]
 UiUserDep = Annotated[UiUser, Depends(current_user)]
 
 
@@ -66,7 +118,7 @@ async def _submitted_csrf(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def require_csrf(request: Request, user: UiUserDep) -> UiUser:
+async def _check_csrf(request: Request, user: UiUser) -> UiUser:
     """Every state-changing UI request must carry the session's CSRF token."""
     if not sessions.tokens_match(user.csrf_token, await _submitted_csrf(request)):
         raise Forbidden(
@@ -75,7 +127,16 @@ async def require_csrf(request: Request, user: UiUserDep) -> UiUser:
     return user
 
 
+async def require_csrf(request: Request, user: UiUserDep) -> UiUser:
+    return await _check_csrf(request, user)
+
+
+async def require_viewer_csrf(request: Request, user: ViewerDep) -> UiUser:
+    return await _check_csrf(request, user)
+
+
 CsrfUserDep = Annotated[UiUser, Depends(require_csrf)]
+CsrfViewerDep = Annotated[UiUser, Depends(require_viewer_csrf)]
 
 
 def set_login_csrf(runtime: Runtime, request: Request, response: Response, token: str) -> None:
@@ -86,7 +147,7 @@ def set_login_csrf(runtime: Runtime, request: Request, response: Response, token
         httponly=True,
         samesite="strict",
         secure=secure_cookies(runtime, request),
-        path="/ui/login",
+        path="/",  # read by /ui/login, /ui/login/client and seed 002's /client/login
     )
 
 
@@ -117,11 +178,13 @@ async def start_session(
     response: Response,
     method: str,
     principal: Principal | None,
+    client_id: int | None = None,
 ) -> None:
     token, _ = await sessions.open_session(
         session,
         method=method,
         api_key_id=principal.key_id if principal else None,
+        client_id=client_id,
         client_ip=client_ip(request, runtime.limiter.trusted),
         max_age_seconds=runtime.settings.session_max_age_seconds,
     )
@@ -134,4 +197,4 @@ async def start_session(
         secure=secure_cookies(runtime, request),
         path="/",
     )
-    response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/ui/login")
+    response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/")

@@ -1,4 +1,8 @@
-"""Admin UI pages under ``/ui``: login, logout, dashboard and API keys."""
+"""Admin UI pages under ``/ui``: login (admin or gateway client), logout, dashboard and API keys.
+
+Seed 002's auth paths (``/login``, ``/client/login``, ``/client/dashboard``, ``/logout``,
+``/client/logout``) answer too, with the same CSRF checks and rate limits.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatch.deps import RuntimeDep, SessionDep
+from dispatch.gateway import clients
 from dispatch.ops import service
 from dispatch.runtime import Runtime
 from dispatch.security import api_keys, sessions
@@ -18,8 +23,12 @@ from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
 from dispatch.web import gateway_pages, gateway_task_pages, queue_pages
 from dispatch.web.auth import (
+    ADMIN,
+    CLIENT,
     CsrfUserDep,
+    CsrfViewerDep,
     LoginRequired,
+    UiUser,
     UiUserDep,
     authenticate_login,
     check_login_csrf,
@@ -29,27 +38,63 @@ from dispatch.web.auth import (
 from dispatch.web.pages import HERE, page
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+seed_router = APIRouter(include_in_schema=False)
+
+CLIENT_HOME = "/ui/gateway/tasks"
+# Where a client session may land after login; anything else would answer 403.
+_CLIENT_PAGES = ("/ui/gateway/tasks", "/documentation")
+# Paths whose errors are HTML pages (a missing session redirects to the login page).
+_HTML_PATHS = ("/ui", "/documentation", "/client/", "/logout")
+
+
+def _is_local(target: str | None) -> bool:
+    """A path on this site; browsers read ``//host`` and ``/\\host`` as another site."""
+    return target is not None and target.startswith("/") and not target.startswith(("//", "/\\"))
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/ui/"
+    return target if target and _is_local(target) else "/ui/"
+
+
+def _client_next(target: str | None) -> str:
+    if target and _is_local(target):
+        path = target.split("?", 1)[0]
+        if path == "/ui/gateway" or path.startswith(_CLIENT_PAGES):
+            return target
+    return CLIENT_HOME
 
 
 def _login_page(
-    request: Request, runtime: Runtime, next: str | None, error: str | None, status: int
+    request: Request,
+    runtime: Runtime,
+    next: str | None,
+    error: str | None,
+    status: int,
+    tab: str = ADMIN,
 ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    context = {"next": _safe_next(next), "error": error, "csrf_token": token}
+    context = {
+        "next": next if _is_local(next) else "",
+        "error": error,
+        "csrf_token": token,
+        "tab": CLIENT if tab == CLIENT else ADMIN,
+    }
     rendered = page(request, "login.html", context, status)
+    rendered.headers["Cache-Control"] = "no-store"
     set_login_csrf(runtime, request, rendered, token)
     return rendered
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:
-    return _login_page(request, runtime, next, None, 200)
+async def login_form(
+    request: Request, runtime: RuntimeDep, next: str | None = None, tab: str = ADMIN
+) -> Response:
+    return _login_page(request, runtime, next, None, 200, tab)
+
+
+async def _login_attempt(runtime: Runtime, request: Request, csrf_token: str | None) -> None:
+    await runtime.limiter.hit("login", "ip:" + client_ip(request, runtime.limiter.trusted))
+    check_login_csrf(runtime, request, csrf_token)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -61,8 +106,7 @@ async def login(
     csrf_token: Annotated[str | None, Form()] = None,
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    await runtime.limiter.hit("login", "ip:" + client_ip(request, runtime.limiter.trusted))
-    check_login_csrf(runtime, request, csrf_token)
+    await _login_attempt(runtime, request, csrf_token)
     outcome = await authenticate_login(runtime, secret) if secret else None
     if outcome is None:
         return _login_page(request, runtime, next, "Wrong password or key.", 401)
@@ -73,12 +117,53 @@ async def login(
     return response
 
 
+@router.post("/login/client", response_class=HTMLResponse)
+@seed_router.post("/client/login", response_class=HTMLResponse)
+async def client_login(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    token: Annotated[str, Form(max_length=512)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    """A gateway client signs in with its API token; the session keeps only the client's id."""
+    await _login_attempt(runtime, request, csrf_token)
+    client = await clients.authenticate(session, token.strip()) if token.strip() else None
+    if client is None:
+        error = "Unknown or inactive client token."
+        return _login_page(request, runtime, next, error, 401, CLIENT)
+    response = RedirectResponse(_client_next(next), status_code=303)
+    await start_session(runtime, request, session, response, "client_token", None, client.id)
+    runtime.telemetry.emit("ui.login", method="client_token")
+    return response
+
+
 @router.post("/logout")
-async def logout(session: SessionDep, user: CsrfUserDep) -> Response:
+@seed_router.post("/logout")
+@seed_router.post("/client/logout")
+async def logout(session: SessionDep, user: CsrfViewerDep) -> Response:
     await sessions.close_session(session, user.token)
-    response = RedirectResponse("/ui/login", status_code=303)
+    target = "/ui/login" if user.is_admin else "/ui/login?tab=client"
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response
+
+
+@seed_router.get("/login")
+async def seed_login_redirect() -> Response:
+    """Seed 002 served its login page at /login."""
+    return RedirectResponse("/ui/login", status_code=307)
+
+
+@seed_router.get("/client/login")
+async def seed_client_login_redirect() -> Response:
+    return RedirectResponse("/ui/login?tab=client", status_code=307)
+
+
+@seed_router.get("/client/dashboard")
+async def seed_client_dashboard_redirect() -> Response:
+    return RedirectResponse("/ui/gateway", status_code=307)
 
 
 async def _dashboard_context(request: Request) -> dict[str, Any]:
@@ -141,12 +226,16 @@ async def revoke_key(key_id: int, session: SessionDep, user: CsrfUserDep) -> Res
 
 
 async def _render_error(request: Request, status: int, code: str, message: str) -> Response | None:
-    if not request.url.path.startswith("/ui"):
+    if not request.url.path.startswith(_HTML_PATHS):
         return None
     if code == LoginRequired.code:
-        target = quote(request.url.path, safe="/")
+        target = "/ui/"
+        if request.method == "GET":
+            query = request.url.query
+            target = quote(request.url.path + (f"?{query}" if query else ""), safe="/")
         return RedirectResponse(f"/ui/login?next={target}", status_code=303)
-    context = {"status": status, "code": code, "message": message}
+    user: UiUser | None = getattr(request.state, "ui_user", None)
+    context = {"status": status, "code": code, "message": message, "user": user}
     return page(request, "error.html", context, status=status)
 
 
@@ -154,15 +243,11 @@ def install(app: FastAPI) -> None:
     """Mount static assets and the UI, and render UI errors as HTML pages."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
+    app.include_router(seed_router)
     app.include_router(queue_pages.router)
     app.include_router(gateway_pages.router)
     app.include_router(gateway_task_pages.router)
     app.state.html_error_renderer = _render_error
-
-    @app.get("/login", include_in_schema=False)
-    async def seed_login_redirect() -> Response:
-        """Seed 002 served its login page at /login."""
-        return RedirectResponse("/ui/login", status_code=307)
 
     @app.get("/ui", include_in_schema=False)
     async def ui_root() -> Response:
