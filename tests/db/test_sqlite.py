@@ -67,3 +67,34 @@ async def test_timestamps_come_back_aware_utc(database: Database) -> None:
     assert loaded.created_at.tzinfo is not None
     assert loaded.created_at.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - loaded.created_at).total_seconds()) < 60
+
+
+async def test_writers_of_one_process_wait_their_turn_not_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """Slow write transactions from many tasks: with a 50 ms busy timeout, SQLite's own
+    waiting would give up ("database is locked"); the process queues them instead."""
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path}/x.db", sqlite_busy_timeout_ms=50, db_pool_size=20
+    )
+    database = Database(settings)
+    await migrations.upgrade(database)
+
+    async def slow_write(index: int) -> None:
+        async with database.session() as session:
+            await api_keys.create_key(session, f"k{index}", [Scope.READ])
+            await asyncio.sleep(0.02)  # the write lock is held meanwhile
+
+    async def nested() -> None:
+        async with database.session() as outer:
+            await api_keys.list_keys(outer)
+            await outer.commit()
+            async with database.session() as inner:  # same task: must not wait for itself
+                await api_keys.create_key(inner, "nested", [Scope.READ])
+
+    try:
+        await asyncio.gather(*(slow_write(index) for index in range(15)), nested())
+        async with database.session(write=False) as session:
+            assert len(await api_keys.list_keys(session)) == 16
+    finally:
+        await database.dispose()

@@ -84,18 +84,36 @@ class Database:
         self._writers = async_sessionmaker(writer, expire_on_commit=False)
         self.write_engine = writer
         self.read_engine = reader  # on SQLite: no transaction, so nothing pins the WAL
+        # SQLite has one writer at a time. Writers of this process queue here, in FIFO order,
+        # instead of in SQLite's busy handler, which sleeps in growing steps (up to 100 ms)
+        # on a pool thread and, under load, runs out its busy_timeout with "database is
+        # locked". Other processes still meet the busy timeout.
+        self._write_lock = asyncio.Lock() if self.kind == "sqlite" else None
+        self._writer: asyncio.Task[Any] | None = None
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits when the block ends and rolls back on error."""
         factory = self._writers if write else self._readers
-        async with factory() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        task = asyncio.current_task()
+        # A write session opened inside another one of the same task (after the outer one
+        # committed) must not wait for itself.
+        lock = self._write_lock if write and self._writer is not task else None
+        if lock is not None:
+            await lock.acquire()
+            self._writer = task
+        try:
+            async with factory() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            if lock is not None:
+                self._writer = None
+                lock.release()
 
     async def ping(self, limit_seconds: float) -> None:
         """Run ``SELECT 1`` on a pooled connection; raise if the database does not answer."""
