@@ -19,8 +19,9 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import install_error_handlers
+from dispatch.gateway import ingress as gateway_ingress
 from dispatch.gateway.context import GatewayContext
-from dispatch.gateway.ingress import router as gateway_ingress
+from dispatch.gateway.routes import reserved_paths
 from dispatch.gateway.routes import router as gateway_router
 from dispatch.jobs import build_registry, worker_config
 from dispatch.ops.routes import api_router as ops_api_router
@@ -204,8 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gateway_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
-    # Last: /api/{path} must not shadow any of the service's own routes.
-    app.include_router(gateway_ingress)
+    gateway_ingress.install(app, reserved_paths(settings))
     return app
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from pydantic import BaseModel
@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.db.base import utcnow
 from dispatch.gateway import settings_store
 from dispatch.gateway.breaker import State, Transition
-from dispatch.gateway.context import GatewayContext
 from dispatch.gateway.mapping import JSONValue, render_template
 from dispatch.gateway.resources import signing_secrets
 from dispatch.gateway.signing import new_message_id, webhook_headers
@@ -29,6 +28,9 @@ from dispatch.queue import service as queue
 from dispatch.queue.errors import PermanentFailure
 from dispatch.queue.service import JobSpec
 from dispatch.security.ssrf import SsrfBlocked, check_url
+
+if TYPE_CHECKING:  # the context builds this module's batcher: no import at run time
+    from dispatch.gateway.context import GatewayContext
 
 ALERT_KIND = "gateway.alert"
 DEFAULT_SUBJECT = 'Dispatchapy Alert: Resource "{resource_name}" is {state_word}'

@@ -29,7 +29,7 @@ def to_breaker(row: GatewayBreaker | None) -> Breaker:
     return Breaker(**values)
 
 
-def _row_values(breaker: Breaker) -> dict[str, object]:
+def row_values(breaker: Breaker) -> dict[str, object]:
     values = asdict(breaker)
     values["state"] = str(breaker.state)
     return values
@@ -58,7 +58,7 @@ async def store_if_unchanged(
             if seen.trial_started_at is None
             else GatewayBreaker.trial_started_at == seen.trial_started_at,
         )
-        .values(**_row_values(new), changed_at=now)
+        .values(**row_values(new), changed_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -74,10 +74,10 @@ async def apply(
         select(GatewayBreaker).where(GatewayBreaker.resource_id == resource_id).with_for_update()
     )
     if row is None:
-        row = GatewayBreaker(resource_id=resource_id, **_row_values(Breaker()), changed_at=now)
+        row = GatewayBreaker(resource_id=resource_id, **row_values(Breaker()), changed_at=now)
         session.add(row)
     breaker, transition = change(to_breaker(row))
-    for name, value in _row_values(breaker).items():
+    for name, value in row_values(breaker).items():
         setattr(row, name, value)
     if transition is not None:
         row.changed_at = now

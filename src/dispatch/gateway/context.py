@@ -7,12 +7,19 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
+from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
-from dispatch.gateway.batcher import IngestBatcher
+from dispatch.db.group_commit import GroupCommit
+from dispatch.gateway import ingest
 from dispatch.gateway.breaker import BreakerConfig
 from dispatch.gateway.directory import Directory
+from dispatch.gateway.ingest import Accepted, Request
+from dispatch.gateway.outcomes import Outcome, record_outcomes
+from dispatch.gateway.plans import Plan, load_plans
 from dispatch.queue.policy import RetryPolicy
 from dispatch.security.ssrf import AddressPolicy, guarded_connector
 from dispatch.telemetry.metrics import Metrics
@@ -34,6 +41,23 @@ class _Bucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+def _ingest_batcher(settings: Settings, database: Database) -> GroupCommit[Request, Accepted]:
+    """Ingress writes, group-committed; an Idempotency-Key race retries them one by one."""
+    attempts, queue = settings.gateway_max_attempts, settings.gateway_queue
+
+    async def work(session: AsyncSession, requests: list[Request]) -> list[Accepted]:
+        return await ingest.store_many(session, requests, attempts, queue)
+
+    async def alone(request: Request) -> Accepted:
+        return await ingest.accept(
+            database, request, default_max_attempts=attempts, queue_name=queue
+        )
+
+    return GroupCommit(
+        database, work, name="gateway.ingest", alone=alone, alone_on=(IntegrityError,)
+    )
+
+
 @dataclass
 class GatewayContext:
     settings: Settings
@@ -42,11 +66,25 @@ class GatewayContext:
     addresses: AddressPolicy
     breaker: BreakerConfig
     retry: RetryPolicy
-    batcher: IngestBatcher
+    batcher: GroupCommit[Request, Accepted]
     metrics: Metrics | None = None
+    loader: GroupCommit[str, Plan | None] = field(init=False)
+    recorder: GroupCommit[Outcome, None] = field(init=False)
     _http: aiohttp.ClientSession | None = None
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _slots: dict[int, tuple[int, asyncio.Semaphore]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        routes = self.directory.routes
+
+        async def load(session: AsyncSession, message_ids: list[str]) -> list[Plan | None]:
+            return await load_plans(session, message_ids, routes, utcnow())
+
+        async def store(session: AsyncSession, outcomes: list[Outcome]) -> list[None]:
+            return await record_outcomes(session, self, outcomes)
+
+        self.loader = GroupCommit(self.database, load, name="gateway.plans")
+        self.recorder = GroupCommit(self.database, store, name="gateway.outcomes")
 
     @classmethod
     def build(
@@ -57,7 +95,7 @@ class GatewayContext:
             settings=settings,
             database=database,
             directory=Directory(database, settings.gateway_config_cache_seconds),
-            batcher=IngestBatcher(database, settings.gateway_max_attempts, settings.gateway_queue),
+            batcher=_ingest_batcher(settings, database),
             addresses=AddressPolicy.from_strings(settings.gateway_allowed_networks),
             breaker=BreakerConfig(
                 consecutive_failures=settings.gateway_breaker_failures,
@@ -116,7 +154,8 @@ class GatewayContext:
         return held[1]
 
     async def close(self) -> None:
-        await self.batcher.close()
+        for batcher in (self.batcher, self.loader, self.recorder):
+            await batcher.close()
         if self._http is not None and not self._http.closed:
             await self._http.close()
         self._http = None

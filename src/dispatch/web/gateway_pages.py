@@ -262,7 +262,7 @@ async def create_endpoint(ui: Edit) -> Response:
     try:
         data = forms.parse(EndpointCreate, forms.body(values, forms.ENDPOINT))
         async with _change(ui.session):
-            reserved = reserved_paths(ui.runtime)
+            reserved = reserved_paths(ui.runtime.settings)
             await endpoints.create_endpoint(ui.session, data, reserved, utcnow())
     except _REFUSALS as exc:
         return await _endpoint_form(ui, values, None, exc)
@@ -284,7 +284,7 @@ async def update_endpoint(endpoint_id: int, ui: Edit) -> Response:
     try:
         data = forms.parse(EndpointUpdate, forms.body(values, forms.ENDPOINT))
         async with _change(ui.session):
-            reserved = reserved_paths(ui.runtime)
+            reserved = reserved_paths(ui.runtime.settings)
             await endpoints.update_endpoint(ui.session, endpoint_id, data, reserved, utcnow())
     except _REFUSALS as exc:
         return await _endpoint_form(ui, values, endpoint_id, exc)
@@ -294,7 +294,7 @@ async def update_endpoint(endpoint_id: int, ui: Edit) -> Response:
 async def _toggle_endpoint(ui: Ui, endpoint_id: int, flag: str) -> Response:
     endpoint = await endpoints.get_endpoint(ui.session, endpoint_id)
     change = EndpointUpdate.model_validate({flag: not getattr(endpoint, flag)})
-    reserved = reserved_paths(ui.runtime)
+    reserved = reserved_paths(ui.runtime.settings)
     await endpoints.update_endpoint(ui.session, endpoint_id, change, reserved, utcnow())
     return ui.changed("/ui/gateway/endpoints")
 
@@ -311,7 +311,7 @@ async def toggle_dev_mode(endpoint_id: int, ui: Edit) -> Response:
 
 @router.post("/endpoints/{endpoint_id:int}/duplicate")
 async def duplicate_endpoint(endpoint_id: int, ui: Edit) -> Response:
-    reserved = reserved_paths(ui.runtime)
+    reserved = reserved_paths(ui.runtime.settings)
     await endpoints.duplicate_endpoint(ui.session, endpoint_id, reserved, utcnow())
     return ui.changed("/ui/gateway/endpoints")
 
