@@ -230,7 +230,10 @@ class Worker:
             await self._after_cancel(job)
             raise
         except Exception as exc:  # the handler's failure is the job's, not the worker's
-            await self._after_failure(job, handler.policy, exc)
+            try:
+                await self._after_failure(job, handler.policy, exc)
+            except Exception:  # the lease runs out and the job runs again: at least once
+                log.exception("queue.fail_failed", job_id=job.id, worker=self.name)
             return
         completion = service.Completion(job.id, job.lease_token, result)
         try:
