@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -149,3 +150,27 @@ class Row:
     def as_json(self) -> dict[str, object]:
         figures = {key: value for key, value in asdict(self).items() if key != "decimals"}
         return figures | {"ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latencies of a paced run in milliseconds: enqueue-to-start, or POST-to-delivery."""
+
+    samples_ms: list[float]
+    produced: int
+    produce_seconds: float
+
+    def percentile(self, p: int) -> float:
+        if len(self.samples_ms) < 2:
+            return self.samples_ms[0] if self.samples_ms else float("nan")
+        return statistics.quantiles(self.samples_ms, n=100, method="inclusive")[p - 1]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "jobs": self.produced,
+            "enqueue_rate": self.produced / self.produce_seconds,
+            "p50_ms": self.percentile(50),
+            "p95_ms": self.percentile(95),
+            "p99_ms": self.percentile(99),
+            "max_ms": max(self.samples_ms),
+        }

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 from bench.common import (
+    Latency,
     Row,
     exit_on_sigterm,
     machine_info,
@@ -38,7 +39,6 @@ from bench.queue_runs import (
     DRAIN_CONCURRENCY,
     LATENCY_CONCURRENCY,
     LATENCY_RATE,
-    Latency,
     Recovery,
     Run,
     Throughput,

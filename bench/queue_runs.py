@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from bench.common import REPO_ROOT, base_env
+from bench.common import REPO_ROOT, Latency, base_env
 from bench.queue_sides import DispatchSide, Side, StartLog, WorkerOptions
 from bench.serving import SERVER_CPUS, pin_to, stop
 
@@ -59,30 +58,6 @@ class Throughput:
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Enqueue-to-start times of a paced run, in milliseconds."""
-
-    samples_ms: list[float]
-    produced: int
-    produce_seconds: float
-
-    def percentile(self, p: int) -> float:
-        if len(self.samples_ms) < 2:
-            return self.samples_ms[0] if self.samples_ms else float("nan")
-        return statistics.quantiles(self.samples_ms, n=100, method="inclusive")[p - 1]
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "jobs": self.produced,
-            "enqueue_rate": self.produced / self.produce_seconds,
-            "p50_ms": self.percentile(50),
-            "p95_ms": self.percentile(95),
-            "p99_ms": self.percentile(99),
-            "max_ms": max(self.samples_ms),
-        }
 
 
 class Start(NamedTuple):

@@ -36,6 +36,7 @@ class ServerSpec:
     cwd: Path
     port: int
     log_path: Path
+    cpus: frozenset[int] | None = None  # None: SERVER_CPUS, the server-under-test's core
 
     @property
     def base_url(self) -> str:
@@ -66,21 +67,38 @@ def free_port() -> int:
 @contextmanager
 def running(spec: ServerSpec) -> Iterator[RunningServer]:
     """Spawn the server, wait until it is healthy, and always stop it on exit."""
-    spawned = time.perf_counter()
+    with running_all([spec]) as (server,):
+        yield server
+
+
+@contextmanager
+def running_all(specs: Sequence[ServerSpec]) -> Iterator[list[RunningServer]]:
+    """Spawn every server at once, wait until each is healthy, and always stop them all."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        started = []
+        for spec in specs:
+            started.append(time.perf_counter())
+            processes.append(_spawn(spec))
+        yield [
+            RunningServer(process, spec.base_url, _wait_healthy(process, spec, spawned))
+            for process, spec, spawned in zip(processes, specs, started, strict=True)
+        ]
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def _spawn(spec: ServerSpec) -> subprocess.Popen[bytes]:
     with spec.log_path.open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             list(spec.argv),
             cwd=spec.cwd,
             env=dict(spec.env),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=pin_to(SERVER_CPUS),
+            preexec_fn=pin_to(SERVER_CPUS if spec.cpus is None else set(spec.cpus)),
         )
-    try:
-        ready = _wait_healthy(process, spec, spawned)
-        yield RunningServer(process, spec.base_url, ready)
-    finally:
-        stop(process)
 
 
 def pin_to(cpus: set[int]) -> Callable[[], None] | None:
