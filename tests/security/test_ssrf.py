@@ -15,13 +15,12 @@ from dispatch.security.ssrf import (
     ALWAYS_BLOCKED,
     PRIVATE,
     AddressPolicy,
-    GuardedResolver,
     SsrfBlocked,
     check_url,
-    guarded_connector,
     open_guarded_connection,
     ssrf_cause,
 )
+from dispatch.security.ssrf_http import GuardedResolver, guarded_connector
 
 NO_ALLOWLIST = AddressPolicy()
 LOOPBACK_ALLOWED = AddressPolicy.from_strings(["127.0.0.0/8", "::1/128"])

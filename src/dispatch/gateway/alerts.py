@@ -13,7 +13,6 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,6 +157,8 @@ async def _webhook(ctx: GatewayContext, resource: GatewayResource, args: AlertAr
             signing_secrets(resource, utcnow()), new_message_id(), body, int(time.time())
         ),
     }
+    import aiohttp
+
     try:
         async with ctx.http.post(
             url,

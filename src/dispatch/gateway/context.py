@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,11 @@ from dispatch.gateway.ingest import Accepted, Request
 from dispatch.gateway.outcomes import Outcome, record_outcomes
 from dispatch.gateway.plans import Plan, load_plans
 from dispatch.queue.policy import RetryPolicy
-from dispatch.security.ssrf import AddressPolicy, guarded_connector
+from dispatch.security.ssrf import AddressPolicy
 from dispatch.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass
@@ -123,6 +126,11 @@ class GatewayContext:
         64 concurrent requests. Every connection goes through the SSRF-checking resolver.
         """
         if self._http is None or self._http.closed:
+            # Imported here: a process that never delivers never loads aiohttp (~20 MB).
+            import aiohttp
+
+            from dispatch.security.ssrf_http import guarded_connector
+
             connector = guarded_connector(
                 self.addresses, limit=0, limit_per_host=self.settings.max_connections * 10
             )

@@ -21,7 +21,6 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import structlog
 from pydantic import BaseModel
 
@@ -88,6 +87,8 @@ def _encode(payload: dict[str, Any]) -> bytes:
 async def _request(
     ctx: GatewayContext, target: Target, hop: Hop, body: bytes, headers: dict[str, str]
 ) -> None:
+    import aiohttp
+
     started = time.perf_counter()
     try:
         async with ctx.http.request(

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,19 +89,25 @@ async def _tcp(ctx: GatewayContext, resource: GatewayResource) -> ProbeResult:
 
 
 async def _request(ctx: GatewayContext, resource: GatewayResource, now: datetime) -> ProbeResult:
+    import aiohttp
+
     started = time.perf_counter()
     check_url(resource.url, ctx.addresses)
     body = fill_placeholders(resource.health_check_test_values, resource.name, resource.url, now)
     headers = {**resource.headers, "X-Health-Check": "1"}
-    async with ctx.http.request(
-        resource.method,
-        resource.url,
-        json=body,
-        headers=headers,
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
-        allow_redirects=False,
-    ) as response:
-        text = cap_text(await response.content.read(2000))
+    try:
+        async with ctx.http.request(
+            resource.method,
+            resource.url,
+            json=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            allow_redirects=False,
+        ) as response:
+            text = cap_text(await response.content.read(2000))
+    except aiohttp.ClientError as exc:
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return ProbeResult(False, None, f"{type(exc).__name__}: {exc}"[:500], elapsed)
     elapsed = int((time.perf_counter() - started) * 1000)
     ok = 200 <= response.status < 300
     return ProbeResult(ok, response.status, f"HTTP {response.status}: {text[:200]}", elapsed)
@@ -119,7 +124,7 @@ async def probe(ctx: GatewayContext, resource: GatewayResource, now: datetime) -
         detail = f"refused: {exc}"
     except TimeoutError:
         detail = "timed out"
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         detail = f"{type(exc).__name__}: {exc}"
     return ProbeResult(False, None, detail[:500], int((time.perf_counter() - started) * 1000))
 

@@ -25,15 +25,12 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 if TYPE_CHECKING:
-    from aiohappyeyeballs import AddrInfoType
+    pass
 
 T = TypeVar("T")
 Network = IPv4Network | IPv6Network
@@ -150,42 +147,6 @@ def ssrf_cause(exc: BaseException) -> SsrfBlocked | None:
     return None
 
 
-class GuardedResolver(AbstractResolver):
-    """A resolver that drops refused addresses and raises ``SsrfBlocked`` when none is left."""
-
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner if inner is not None else DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """The inner resolver's answer, keeping only the addresses the policy allows."""
-        answer = await self._inner.resolve(host, port, family=family)
-        return _keep_allowed(self._policy, host, answer, lambda result: result["host"])
-
-    async def close(self) -> None:
-        """Close the inner resolver."""
-        await self._inner.close()
-
-
-def guarded_connector(
-    policy: AddressPolicy,
-    *,
-    inner_resolver: AbstractResolver | None = None,
-    **connector_kwargs: Any,
-) -> aiohttp.TCPConnector:
-    """A TCPConnector that checks every resolved address and every socket it opens."""
-    # No DNS cache: every connection resolves afresh, so a rebinding answer is checked too.
-    # Passing resolver, use_dns_cache or socket_factory again is a TypeError, on purpose.
-    return aiohttp.TCPConnector(
-        resolver=GuardedResolver(policy, inner_resolver),
-        use_dns_cache=False,
-        socket_factory=_guarded_socket_factory(policy),
-        **connector_kwargs,
-    )
-
-
 async def open_guarded_connection(
     host: str,
     port: int,
@@ -197,7 +158,7 @@ async def open_guarded_connection(
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         answer = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        allowed = _keep_allowed(policy, host, answer, lambda info: str(info[4][0]))
+        allowed = keep_allowed(policy, host, answer, lambda info: str(info[4][0]))
         family, type_, proto, _, sockaddr = allowed[0]
         # Connect to the checked sockaddr itself: connecting by name would resolve again.
         with socket.socket(family, type_, proto) as sock:
@@ -221,7 +182,7 @@ def _unmapped(ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
     return ip
 
 
-def _keep_allowed(
+def keep_allowed(
     policy: AddressPolicy, host: str, answer: Sequence[T], address_of: Callable[[T], str]
 ) -> list[T]:
     """The entries of a DNS answer the policy allows; ``SsrfBlocked`` when there are none."""
@@ -239,14 +200,3 @@ def _keep_allowed(
     if first_refusal is None:
         raise OSError(f"{host} resolved to no addresses")
     raise SsrfBlocked(first_refusal.address, first_refusal.reason, host=host)
-
-
-def _guarded_socket_factory(policy: AddressPolicy) -> Callable[[AddrInfoType], socket.socket]:
-    def create(addr_info: AddrInfoType) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        # A single address is tried outside happy-eyeballs racing, so SsrfBlocked propagates
-        # as is; several addresses only come from GuardedResolver, which already checked them.
-        policy.check(str(sockaddr[0]))
-        return socket.socket(family, type_, proto)
-
-    return create
