@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.db.base import utcnow
 from dispatch.gateway import settings_store
 from dispatch.gateway.breaker import State, Transition
-from dispatch.gateway.mapping import JSONValue, render_template
+from dispatch.gateway.mapping import JSONValue, render_json
 from dispatch.gateway.resources import signing_secrets
 from dispatch.gateway.signing import new_message_id, webhook_headers
 from dispatch.models import GatewayResource
@@ -110,13 +110,7 @@ def _names(resource: GatewayResource, args: AlertArgs) -> dict[str, JSONValue]:
 
 
 def _fill(value: Any, names: dict[str, JSONValue], now: datetime) -> Any:
-    if isinstance(value, str):
-        return render_template(value, names, now=now, new_uuid=new_message_id)[0]
-    if isinstance(value, dict):
-        return {key: _fill(item, names, now) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_fill(item, names, now) for item in value]
-    return value
+    return render_json(value, names, now=now, new_uuid=new_message_id)
 
 
 async def _email(ctx: GatewayContext, resource: GatewayResource, args: AlertArgs) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -12,14 +11,10 @@ from dispatch.errors import NotFound, ValidationFailed
 from dispatch.gateway.endpoints import dev_rule_out, dev_rule_row
 from dispatch.gateway.schemas import ClientCreate, ClientOut, ClientUpdate
 from dispatch.models import GatewayClient, GatewayDevRule, GatewayEndpoint, GatewayEndpointClient
-from dispatch.security.api_keys import hash_key
+from dispatch.security.api_keys import generate_token, hash_key
 
 TOKEN_PREFIX = "dpy_"  # noqa: S105 (a prefix, not a secret); seed 002's prefix, so existing client tooling recognises the tokens
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
-
-
-def generate_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 async def get_client(session: AsyncSession, client_id: int) -> GatewayClient:
@@ -71,7 +66,7 @@ _EXCLUDE = {"endpoint_ids", "dev_rules"}
 async def create_client(
     session: AsyncSession, data: ClientCreate, now: datetime
 ) -> tuple[GatewayClient, str]:
-    token = generate_token()
+    token = generate_token(TOKEN_PREFIX)
     values = {
         k: v
         for k, v in data.model_dump(exclude_unset=True, exclude=_EXCLUDE).items()
@@ -111,7 +106,7 @@ async def rotate_token(
 ) -> tuple[GatewayClient, str]:
     """A new token; the old one stops working at once."""
     client = await get_client(session, client_id)
-    token = generate_token()
+    token = generate_token(TOKEN_PREFIX)
     client.token_hash = hash_key(token)
     client.token_prefix = token[:PREFIX_LENGTH]
     client.token_rotated_at = now

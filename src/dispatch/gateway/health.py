@@ -23,7 +23,7 @@ from dispatch.errors import Conflict, NotFound
 from dispatch.gateway import alerts, breakers
 from dispatch.gateway.breaker import record_probe
 from dispatch.gateway.context import GatewayContext
-from dispatch.gateway.mapping import JSONValue, render_template
+from dispatch.gateway.mapping import JSONValue, render_json
 from dispatch.gateway.redact import cap_text
 from dispatch.gateway.schemas import HealthCheckOut
 from dispatch.gateway.signing import new_message_id
@@ -60,17 +60,7 @@ def fill_placeholders(values: Any, resource_name: str, resource_url: str, now: d
         for key, value in values.items():
             if isinstance(value, str | int | float | bool) or value is None:
                 names[f"param:{key}"] = value
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return render_template(value, names, now=now, new_uuid=new_message_id)[0]
-        if isinstance(value, dict):
-            return {key: fill(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [fill(item) for item in value]
-        return value
-
-    return fill(values)
+    return render_json(values, names, now=now, new_uuid=new_message_id)
 
 
 def _host_port(url: str) -> tuple[str, int]:

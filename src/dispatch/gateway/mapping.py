@@ -378,3 +378,18 @@ def map_payload(
         set_path(working, path, _copy_json(value))
     target, missing = build_target(working, mapping_rules, now=now, new_uuid=new_uuid)
     return MappingResult(working=working, overrides=overrides, target=target, missing=missing)
+
+
+def render_json(
+    value: JSONValue, names: Mapping[str, JSONValue], *, now: datetime, new_uuid: Callable[[], str]
+) -> JSONValue:
+    """Every string inside a JSON value rendered as a template over ``names``."""
+    if isinstance(value, str):
+        return render_template(value, names, now=now, new_uuid=new_uuid)[0]
+    if isinstance(value, dict):
+        return {
+            key: render_json(item, names, now=now, new_uuid=new_uuid) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [render_json(item, names, now=now, new_uuid=new_uuid) for item in value]
+    return value

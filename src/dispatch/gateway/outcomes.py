@@ -20,7 +20,6 @@ from dispatch.gateway import alerts, breakers
 from dispatch.gateway.breaker import Breaker, Transition
 from dispatch.gateway.breaker import record_failure as breaker_failure
 from dispatch.gateway.breaker import record_success as breaker_success
-from dispatch.gateway.breakers import to_breaker
 from dispatch.gateway.plans import GONE, RETRYABLE, SUCCESS, Hop, Plan, Verdict
 from dispatch.gateway.search import search_text
 from dispatch.models import GatewayAttempt, GatewayBreaker, GatewayResource, GatewayTask
@@ -130,7 +129,7 @@ async def _breakers(
             .with_for_update()
         )
     }
-    states: dict[int, Breaker] = {rid: to_breaker(rows.get(rid)) for rid in ids}
+    states: dict[int, Breaker] = {rid: breakers.to_breaker(rows.get(rid)) for rid in ids}
     before = dict(states)
     transitions: list[tuple[int, Transition]] = []
     for resource_id, failed in touched:

@@ -13,7 +13,6 @@ offline by the reaper and its jobs go back to the queue for others.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping, Sequence
@@ -31,20 +30,12 @@ from dispatch.models import Job, JobAttempt, Node
 from dispatch.models.node import lease_owner
 from dispatch.queue import service
 from dispatch.queue.service import ClaimedJob
+from dispatch.security.api_keys import generate_token, hash_key
 
 TOKEN_PREFIX = "dnode_"  # noqa: S105 - a prefix that makes node tokens recognisable, not a secret
 # Attempts that count as "this node failed the job": it is not offered to that node again.
 FAILED_OUTCOMES = ("failed", "retried", "lease_expired")
 SCAN_WINDOW = 200  # candidates read per claim before fitting them to the node
-
-
-def generate_token() -> str:
-    """``dnode_`` and 43 URL-safe characters (256 random bits)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_node_id() -> str:
@@ -63,12 +54,12 @@ class Registration:
 
 async def register(session: AsyncSession, spec: Registration) -> tuple[Node, str]:
     """Create a node; returns it with its token (the only time the token is seen)."""
-    token = generate_token()
+    token = generate_token(TOKEN_PREFIX)
     now = utcnow()
     node = Node(
         id=new_node_id(),
         name=spec.name,
-        token_hash=hash_token(token),
+        token_hash=hash_key(token),
         token_prefix=token[: len(TOKEN_PREFIX) + 6],
         capacity=spec.capacity,
         labels=sorted(set(spec.labels)),
@@ -87,7 +78,7 @@ async def register(session: AsyncSession, spec: Registration) -> tuple[Node, str
 
 async def authenticate(session: AsyncSession, token: str) -> Node | None:
     """The node a token belongs to; the lookup is by hash, the final check constant-time."""
-    digest = hash_token(token)
+    digest = hash_key(token)
     node = await session.scalar(select(Node).where(Node.token_hash == digest))
     if node is None or not hmac.compare_digest(node.token_hash, digest):
         return None

@@ -22,9 +22,14 @@ KEY_PREFIX = "dsp_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
 
 
+def generate_token(prefix: str) -> str:
+    """A recognisable secret: ``prefix`` and 43 URL-safe characters (256 random bits)."""
+    return prefix + secrets.token_urlsafe(32)
+
+
 def generate_key() -> str:
-    """A new key: ``dsp_`` and 43 URL-safe characters (256 random bits)."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    """A new API key: ``dsp_`` and 43 URL-safe characters."""
+    return generate_token(KEY_PREFIX)
 
 
 def hash_key(key: str) -> str:
