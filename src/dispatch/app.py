@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 from fastapi import FastAPI
 
@@ -42,6 +41,7 @@ from dispatch.web import docs as web_docs
 from dispatch.web import routes as web_routes
 
 if TYPE_CHECKING:
+    import httpx
     from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
@@ -56,14 +56,22 @@ def _redis_client(url: str) -> Redis:
     return Redis.from_url(url)
 
 
-def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
-    database = Database(settings)
-    gateway = GatewayContext.build(settings, database, metrics)
-    http = httpx.AsyncClient(
+def _telemetry_client(settings: Settings) -> httpx.AsyncClient:
+    """The client that forwards telemetry; httpx (with click and rich, ~6 MB) loads only then."""
+    import httpx
+
+    return httpx.AsyncClient(
         timeout=settings.default_timeout_seconds,
         limits=httpx.Limits(max_connections=settings.max_connections),
         headers={"User-Agent": settings.user_agent},
     )
+
+
+def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
+    database = Database(settings)
+    gateway = GatewayContext.build(settings, database, metrics)
+    endpoint = str(settings.telemetry_endpoint) if settings.telemetry_endpoint else None
+    http = _telemetry_client(settings) if endpoint else None
     redis = _redis_client(settings.redis_url) if settings.redis_url else None
     per_minute = settings.request_rate_per_minute
     limiter = RateLimiter(
@@ -81,10 +89,9 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         redis=redis,
     )
     limiter.on_reject = lambda group: metrics.rate_limited.labels(group).inc()
-    endpoint = str(settings.telemetry_endpoint) if settings.telemetry_endpoint else None
     telemetry = Telemetry(
         endpoint,
-        http if endpoint else None,
+        http,
         metrics,
         capacity=settings.telemetry_buffer_size,
         batch_size=settings.telemetry_batch_size,

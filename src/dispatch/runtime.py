@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
-
 from dispatch.background import Supervisor
 from dispatch.config import Settings
 from dispatch.db.engine import Database
@@ -21,6 +19,7 @@ from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:  # redis is imported only when REDIS_URL is set (about 6 MB of modules)
+    import httpx
     from redis.asyncio import Redis
 
 
@@ -32,7 +31,7 @@ class Runtime:
     telemetry: Telemetry
     metrics: Metrics
     signer: SessionSigner
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient | None
     gateway: GatewayContext
     redis: Redis | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -43,7 +42,8 @@ class Runtime:
 
     async def close(self) -> None:
         """Release connections; safe to call once the supervisor has stopped."""
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
         await self.gateway.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -110,3 +112,38 @@ def test_serve_refuses_pending_migrations_on_postgres(postgres_url: str, tmp_pat
         asyncio.run(run_sql(postgres_url, f"DROP SCHEMA {schema} CASCADE"))
     assert result.returncode == 1
     assert "run `dispatch migrate` first" in result.stderr
+
+
+def test_head_revision_names_the_newest_script() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrations.alembic_config())
+    assert script.get_heads() == [migrations.HEAD_REVISION], (
+        "a migration was added: set migrations.HEAD_REVISION to its revision"
+    )
+
+
+async def test_at_head_reads_the_version_row(tmp_path: Path) -> None:
+    database = Database(make_settings(database_url=f"sqlite:///{tmp_path}/head.db"))
+    try:
+        assert await migrations.at_head(database) is False  # no alembic_version table yet
+        await migrations.upgrade(database)
+        assert await migrations.at_head(database) is True
+        async with database.session() as session:
+            await session.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+        assert await migrations.at_head(database) is False
+        assert await migrations.pending_revisions(database) == [migrations.HEAD_REVISION]
+    finally:
+        await database.dispose()
+
+
+def test_the_server_process_loads_no_alembic_httpx_or_redis() -> None:
+    """Idle memory: these load only when needed (a migration, telemetry, REDIS_URL)."""
+    probe = (
+        "import sys, dispatch.app, dispatch.cli.main; "
+        "print(','.join(m for m in ('alembic', 'httpx', 'redis', 'aiohttp') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""

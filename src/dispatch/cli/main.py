@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -81,6 +83,13 @@ def migrate(env_file: EnvFile = Path(".env")) -> None:
     typer.echo(f"database at head ({settings.database_kind})")
 
 
+@app.command(hidden=True)
+def prepare(env_file: EnvFile = Path(".env")) -> None:
+    """Migrate the embedded default, else check that no migration is pending (used by serve)."""
+    settings = _settings(env_file)
+    _with_database(settings, lambda database: migrations.prepare(database, settings), prepare=False)
+
+
 @app.command()
 def serve(
     env_file: EnvFile = Path(".env"),
@@ -95,8 +104,15 @@ def serve(
         if generated is not None:
             _announce_master_key(generated, env_file)
             settings = _settings(env_file)
-    # Check (or, embedded, apply) migrations once here, before any worker process starts.
-    _with_database(settings, lambda database: migrations.prepare(database, settings), prepare=False)
+    # Check (or, embedded, apply) migrations once here, before any worker process starts. When
+    # the database is behind, that runs in a child process, so Alembic's modules never take up
+    # the server's memory.
+    if not _with_database(settings, migrations.at_head, prepare=False):
+        code = subprocess.call(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", "dispatch", "prepare", "--env-file", str(env_file)]
+        )
+        if code != 0:
+            raise typer.Exit(code)
     uvicorn.run(
         "dispatch.app:create_app_from_env",
         factory=True,

@@ -25,12 +25,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import TYPE_CHECKING, TypeVar
-
-from yarl import URL
-
-if TYPE_CHECKING:
-    pass
+from typing import TypeVar
 
 T = TypeVar("T")
 Network = IPv4Network | IPv6Network
@@ -113,6 +108,9 @@ class AddressPolicy:
 
 def check_url(url: str, policy: AddressPolicy) -> None:
     """Refuse a URL that is not http(s) with a host (ValueError) or names a refused IP literal."""
+    # yarl parses the URL exactly as aiohttp will when it connects; it is loaded on first use.
+    from yarl import URL
+
     parsed = URL(url)
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"URL scheme must be http or https, not {parsed.scheme!r}")

@@ -14,12 +14,14 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from dispatch.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +110,8 @@ class Telemetry:
         """POST one batch, retrying with backoff; a batch that never gets through is dropped."""
         if not self.enabled or not self._buffer:
             return True
+        import httpx  # loaded with the client (only when TELEMETRY_ENDPOINT is set)
+
         assert self._client is not None
         assert self.endpoint is not None
         batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
