@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     String,
@@ -41,6 +42,7 @@ from dispatch.queue import notify
 from dispatch.queue.policy import Decision
 
 DEFAULT_QUEUE = "default"
+_DIALECTS = ("postgresql", "sqlite")
 # The hot statements (claim, heartbeat, outcomes) use the tables, not the ORM classes:
 # an ORM-enabled UPDATE costs far more Python per call than the database spends on it.
 _JOBS: Table = Job.__table__  # type: ignore[assignment]
@@ -259,7 +261,7 @@ def _lease_statement(dialect: str, *, chosen: bool) -> Any:
 
 _LEASE_STATEMENTS = {
     (dialect, chosen): _lease_statement(dialect, chosen=chosen)
-    for dialect in ("postgresql", "sqlite")
+    for dialect in _DIALECTS
     for chosen in (False, True)
 }
 
@@ -463,33 +465,64 @@ def _elapsed_ms(dialect: str) -> ColumnElement[int]:
     return cast(func.round(seconds * 1000), Integer)
 
 
-def _leases_in(job_id: Any, token: Any) -> ColumnElement[bool]:
-    return tuple_(job_id, token).in_(bindparam("p_leases", expanding=True))
+def _leases_match(dialect: str, job_id: Any, token: Any) -> tuple[ColumnElement[bool], Any]:
+    """``(job_id, token)`` is one of the leases bound by ``_lease_params``; and a FROM, if any.
+
+    PostgreSQL joins ``unnest(ids, tokens)``: the SQL text is the same for any number of
+    leases (one prepared statement) and plans in microseconds, where a 50-pair ``IN`` list
+    took a millisecond to plan. SQLite matches the row values, after ``job_id IN (…)`` so
+    that the lookup goes through the index instead of scanning the table.
+    """
+    if dialect == "postgresql":
+        leases = (
+            func.unnest(
+                bindparam("p_ids", type_=postgresql.ARRAY(BigInteger)),
+                bindparam("p_tokens", type_=postgresql.ARRAY(String)),
+            )
+            .table_valued("id", "token")
+            .render_derived(name="leases")
+        )
+        return and_(job_id == leases.c.id, token == leases.c.token), leases
+    by_id = job_id.in_(bindparam("p_ids", expanding=True))
+    return and_(by_id, tuple_(job_id, token).in_(bindparam("p_leases", expanding=True))), None
 
 
-_CLOSE_ATTEMPTS = {
-    dialect: update(_ATTEMPTS)
-    .where(_leases_in(A.job_id, A.lease_token))
-    .values(
+def _lease_params(dialect: str, leases: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    ids = [job_id for job_id, _ in leases]
+    if dialect == "postgresql":
+        return {"p_ids": ids, "p_tokens": [token for _, token in leases]}
+    return {"p_ids": ids, "p_leases": list(leases)}
+
+
+def _close_attempts_statement(dialect: str) -> Any:
+    matches, _ = _leases_match(dialect, A.job_id, A.lease_token)
+    statement = update(_ATTEMPTS).where(matches)
+    return statement.values(
         outcome=bindparam("p_outcome"),
         error=bindparam("p_error"),
         finished_at=_NOW,
         duration_ms=_elapsed_ms(dialect),
     )
-    for dialect in ("postgresql", "sqlite")
-}
-_SUCCEED = (
-    update(_JOBS)
-    .where(_leases_in(J.id, J.lease_token), J.state == "running")
-    .values(
-        state="succeeded",
-        finished_at=_NOW,
-        last_error=None,
-        lease_token=None,
-        lease_expires_at=None,
+
+
+def _succeed_statement(dialect: str) -> Any:
+    matches, _ = _leases_match(dialect, J.id, J.lease_token)
+    return (
+        update(_JOBS)
+        .where(matches, J.state == "running")
+        .values(
+            state="succeeded",
+            finished_at=_NOW,
+            last_error=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        .returning(J.id)
     )
-    .returning(J.id)
-)
+
+
+_CLOSE_ATTEMPTS = {dialect: _close_attempts_statement(dialect) for dialect in _DIALECTS}
+_SUCCEED = {dialect: _succeed_statement(dialect) for dialect in _DIALECTS}
 
 
 async def close_attempts(
@@ -500,9 +533,9 @@ async def close_attempts(
     now: datetime,
 ) -> None:
     """Record how the attempts holding ``leases`` (job id, token) ended, in one statement."""
-    statement = _CLOSE_ATTEMPTS[session.get_bind().dialect.name]
-    params = {"p_leases": list(leases), "p_outcome": outcome, "p_error": error, "p_now": now}
-    await session.execute(statement, params)
+    dialect = session.get_bind().dialect.name
+    params = _lease_params(dialect, leases) | {"p_outcome": outcome, "p_error": error, "p_now": now}
+    await session.execute(_CLOSE_ATTEMPTS[dialect], params)
 
 
 async def _settle(
@@ -554,7 +587,9 @@ async def complete_many(database: Database, completions: Sequence[Completion]) -
     now = utcnow()
     leases = [(done.job_id, done.token) for done in completions]
     async with database.session() as session:
-        rows = await session.execute(_SUCCEED, {"p_leases": leases, "p_now": now})
+        dialect = session.get_bind().dialect.name
+        params = _lease_params(dialect, leases) | {"p_now": now}
+        rows = await session.execute(_SUCCEED[dialect], params)
         settled = {row.id for row in rows}
         if not settled:
             return settled
