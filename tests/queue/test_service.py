@@ -242,6 +242,9 @@ async def test_concurrency_key_caps_running_jobs(database: Database) -> None:
         ("fetch", "host:goat"),
         ("free", None),
     ]
+    async with database.session(write=False) as session:
+        started = (await session.scalars(select(JobAttempt.job_id))).all()
+    assert sorted(started) == sorted(job.id for job in claimed)  # none for the jobs put back
     assert await service.claim(database, owner="w2", limit=10) == []
     goat = [job for job in claimed if keys[job.id] == "host:goat"]
     assert await service.complete(database, goat[0].id, goat[0].lease_token)

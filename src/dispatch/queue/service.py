@@ -22,9 +22,13 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     cast,
+    delete,
     func,
     insert,
+    literal,
+    literal_column,
     select,
     text,
     tuple_,
@@ -221,7 +225,8 @@ def _lease_statement(dialect: str, *, chosen: bool) -> Any:
     Built once per dialect and shape; each call only binds values. On PostgreSQL the
     due jobs come from a CTE joined by ``UPDATE … FROM`` and evaluated once: as
     ``IN (subquery)`` the planner may rescan a ``LIMIT … SKIP LOCKED`` subquery and so
-    take more rows than the limit.
+    take more rows than the limit. There the same statement also sets each job's deadline
+    and inserts its attempt rows (a data-modifying CTE), so a claim is one round trip.
     """
     if chosen:
         target: ColumnElement[bool] = J.id.in_(bindparam("p_ids", expanding=True))
@@ -242,21 +247,39 @@ def _lease_statement(dialect: str, *, chosen: bool) -> Any:
             target = J.id == picked.c.id
         else:
             target = J.id.in_(due.scalar_subquery())
-    return (
-        update(_JOBS)
-        .where(target)
-        .values(
-            state="running",
-            attempt=J.attempt + 1,
-            lease_owner=bindparam("p_owner"),
-            lease_token=_random_token(dialect),
-            lease_expires_at=bindparam("p_expires", type_=UTCDateTime()),
-            heartbeat_at=_NOW,
-            started_at=_NOW,
-            cancel_requested=False,
-        )
-        .returning(*_LEASED)
+    values: dict[str, Any] = {
+        "state": "running",
+        "attempt": J.attempt + 1,
+        "lease_owner": bindparam("p_owner"),
+        "lease_token": _random_token(dialect),
+        "lease_expires_at": bindparam("p_expires", type_=UTCDateTime()),
+        "heartbeat_at": _NOW,
+        "started_at": _NOW,
+        "cancel_requested": False,
+    }
+    if dialect != "postgresql":
+        return update(_JOBS).where(target).values(values).returning(*_LEASED)
+    values["deadline_at"] = case(
+        (J.timeout_seconds.is_(None), None),
+        else_=_NOW + literal_column("INTERVAL '1 second'") * J.timeout_seconds,
     )
+    leased = update(_JOBS).where(target).values(values).returning(*_LEASED).cte("leased")
+    started = (
+        insert(_ATTEMPTS)
+        .from_select(
+            ["job_id", "attempt", "worker", "lease_token", "outcome", "started_at"],
+            select(
+                leased.c.id,
+                leased.c.attempt,
+                cast(bindparam("p_owner"), String),
+                leased.c.lease_token,
+                literal("running"),
+                _NOW,
+            ),
+        )
+        .cte("started")
+    )
+    return select(*leased.c).add_cte(started)
 
 
 _LEASE_STATEMENTS = {
@@ -319,7 +342,7 @@ async def _lease(
     rows = (await session.execute(statement, params)).all()
     over = await _over_concurrency(session, rows, dialect)
     if over:
-        await _unclaim(session, over)
+        await _unclaim(session, {row.id: row.lease_token for row in rows if row.id in over})
         rows = [row for row in rows if row.id not in over]
     claimed = [
         ClaimedJob(
@@ -339,7 +362,7 @@ async def _lease(
         )
         for row in rows
     ]
-    if claimed:
+    if claimed and dialect != "postgresql":  # PostgreSQL's lease statement did this
         await _record_starts(session, claimed, owner, now)
     return sorted(claimed, key=lambda job: job.id)
 
@@ -378,10 +401,14 @@ async def _over_concurrency(session: AsyncSession, rows: Sequence[Any], dialect:
     return over
 
 
-async def _unclaim(session: AsyncSession, job_ids: set[int]) -> None:
+async def _unclaim(session: AsyncSession, tokens: dict[int, str]) -> None:
+    """Give back just-leased jobs (id -> lease token), with any attempt rows already written."""
+    await session.execute(
+        delete(_ATTEMPTS).where(A.job_id.in_(tokens), A.lease_token.in_(tokens.values()))
+    )
     await session.execute(
         update(_JOBS)
-        .where(J.id.in_(job_ids))
+        .where(J.id.in_(tokens))
         .values(
             state="available",
             attempt=J.attempt - 1,
