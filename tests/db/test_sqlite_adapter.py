@@ -68,8 +68,8 @@ async def test_writes_report_rowcount_and_lastrowid(database: Database, trips: l
                 update(ApiKey).where(ApiKey.id >= 1).values(name="renamed")
             )
             assert changed.rowcount == 1
-        assert trips[0] == "_run_one"
-        assert "commit" in trips  # a real transaction is still committed
+        # BEGIN IMMEDIATE rides with the first statement; a real transaction is committed.
+        assert trips == ["_begin_then", "_run_one", "commit"]
         async with database.session(write=False) as session:
             assert await session.scalar(text("SELECT name FROM api_keys")) == "renamed"
     finally:
@@ -90,5 +90,28 @@ async def test_errors_surface_as_sqlalchemy_errors(database: Database) -> None:
                 await session.execute(text("SELECT * FROM no_such_table"))
         async with database.session(write=False) as session:  # the pool is still healthy
             assert await session.scalar(text("SELECT count(*) FROM api_keys")) == 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_write_session_begins_immediate_with_its_first_statement(
+    database: Database, trips: list[str]
+) -> None:
+    try:
+        async with database.session() as session:
+            pass  # nothing ran: no BEGIN was sent, so there is nothing to commit
+        assert trips == []
+        async with database.session() as session:
+            connection = await session.connection()
+            await connection.execute(select(ApiKey.id).limit(1))
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            # The write lock is held from the first statement on, even one that only reads.
+            assert driver.in_transaction
+            async with aiosqlite.connect(database.engine.url.database or "") as other:
+                await other.execute("PRAGMA busy_timeout=0")
+                with pytest.raises(aiosqlite.OperationalError, match="locked"):
+                    await other.execute("BEGIN IMMEDIATE")
+        assert trips[:1] == ["_begin_then"]
     finally:
         await database.dispose()

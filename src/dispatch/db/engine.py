@@ -55,7 +55,8 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
         if mode != _AUTOCOMMIT:
-            connection.exec_driver_sql(f"BEGIN {mode}")
+            # Sent with the transaction's first statement (db/sqlite.py), not on its own trip.
+            connection.connection.dbapi_connection.begin(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 class Database:

@@ -4,7 +4,8 @@ SQLAlchemy's aiosqlite adapter creates a cursor, executes, fetches and closes it
 as four separate calls, each a hand-off to aiosqlite's thread and back; under
 load those hand-offs (and the GIL ping-pong they cause) cost more than SQLite
 itself. This adapter runs the whole statement as one function on that thread,
-and skips COMMIT/ROLLBACK calls when SQLite reports no open transaction.
+skips COMMIT/ROLLBACK calls when SQLite reports no open transaction, and sends a
+transaction's ``BEGIN`` along with its first statement instead of on a trip of its own.
 
 It is passed to ``create_async_engine(module=...)``; everything else is
 SQLAlchemy's own aiosqlite dialect. Server-side (streaming) cursors keep the
@@ -38,6 +39,14 @@ def _run_one(connection: sqlite3.Connection, operation: str, parameters: Any) ->
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+def _begin_then(
+    connection: sqlite3.Connection, begin: str, function: Any, operation: str, parameters: Any
+) -> _Result:
+    connection.execute(begin)
+    result: _Result = function(connection, operation, parameters)
+    return result
 
 
 def _run_many(connection: sqlite3.Connection, operation: str, parameters: Any) -> _Result:
@@ -79,10 +88,15 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _trip(self, function: Any, operation: str, parameters: Any) -> None:
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
-            result: _Result = await driver._execute(  # type: ignore[no-untyped-call]
-                function, driver._conn, operation, parameters
-            )
+        adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapted._execute_mutex:
+            begin, adapted.pending_begin = adapted.pending_begin, None
+            call: tuple[Any, ...]
+            if begin is None:
+                call = (function, driver._conn, operation, parameters)
+            else:
+                call = (_begin_then, driver._conn, begin, function, operation, parameters)
+            result: _Result = await driver._execute(*call)  # type: ignore[no-untyped-call]
         self._description, rows, self._rowcount, self._lastrowid = result
         self._rows = collections.deque(rows)
 
@@ -100,18 +114,36 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("pending_begin",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        # The BEGIN of a transaction SQLAlchemy began, sent with the next statement.
+        self.pending_begin: str | None = None
+
+    def begin(self, statement: str) -> None:
+        """Start a transaction with the next statement (one trip instead of two)."""
+        self.pending_begin = statement
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and self.pending_begin is not None:
+            # A streaming cursor does not go through _trip: send the BEGIN on its own.
+            begin, self.pending_begin = self.pending_begin, None
+            await_(self._connection.execute(begin))
+        return super().cursor(server_side)
 
     def _in_transaction(self) -> bool:
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         return driver._connection is not None and driver.in_transaction
 
     def commit(self) -> None:
+        self.pending_begin = None
         if self._in_transaction():
             super().commit()
 
     def rollback(self) -> None:
+        self.pending_begin = None
         if self._in_transaction():
             super().rollback()
 
