@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import utcnow
+from dispatch.db.bulk import insert_returning_ids
 from dispatch.db.engine import Database
 from dispatch.gateway.directory import ClientView, EndpointView
 from dispatch.gateway.search import search_text
@@ -182,10 +183,7 @@ async def store_many(
     )
     job_ids = {i: job.job_id for (i, _, _), job in zip(to_queue, jobs, strict=True)}
     rows = [_task_row(r, mid, job_ids.get(i), att, now) for i, r, mid, att in fresh]
-    ids: list[int] = []
-    if rows:
-        statement = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
-        ids = [row.id for row in await session.execute(statement, rows)]
+    ids = await insert_returning_ids(session, _TASKS, rows)
     results: dict[int, Accepted] = {}
     for (index, request, _, _), task_id in zip(fresh, ids, strict=True):
         results[index] = Accepted(task_id, "held" if request.held else "pending", False)

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import UTCDateTime, utcnow
+from dispatch.db.bulk import insert_returning_ids
 from dispatch.db.engine import Database
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobAttempt
@@ -153,9 +154,7 @@ async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[
 async def _insert_plain(
     session: AsyncSession, specs: Sequence[JobSpec], now: datetime
 ) -> list[int]:
-    statement = insert(_JOBS).returning(J.id, sort_by_parameter_order=True)
-    rows = await session.execute(statement, [spec.values(now) for spec in specs])
-    return [row.id for row in rows]
+    return await insert_returning_ids(session, _JOBS, [spec.values(now) for spec in specs])
 
 
 async def _insert_deduped(session: AsyncSession, spec: JobSpec, now: datetime) -> Enqueued:
