@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.db.base import UTCDateTime
 from dispatch.gateway import breakers
 from dispatch.gateway.breaker import Breaker
 from dispatch.gateway.mapping import DevRule, MappingRule
@@ -216,27 +217,53 @@ class RouteCache:
         return rules
 
 
+_TASKS: Table = GatewayTask.__table__  # type: ignore[assignment]
+T = _TASKS.c
+# The columns a plan needs, straight from the UPDATE: no ORM objects on the delivery path.
+_PLANNED = (
+    T.id,
+    T.message_id,
+    T.series,
+    T.source_payload,
+    T.endpoint_id,
+    T.client_id,
+    T.ref,
+    T.scope,
+    T.client_name,
+    T.endpoint_path,
+)
+# One statement marks the deliverable tasks processing and returns them. The subquery locks
+# them in id order first (FOR UPDATE on PostgreSQL), so two transactions touching several
+# of the same tasks cannot deadlock.
+_START = (
+    update(_TASKS)
+    .where(
+        T.id.in_(
+            select(T.id)
+            .where(
+                T.message_id.in_(bindparam("p_messages", expanding=True)),
+                T.status.in_(DELIVERABLE),
+            )
+            .order_by(T.id)
+            .with_for_update()
+            .scalar_subquery()
+        )
+    )
+    .values(status="processing", updated_at=bindparam("p_now", type_=UTCDateTime()))
+    .returning(*_PLANNED)
+)
+
+
 async def load_plans(
     session: AsyncSession, message_ids: Sequence[str], routes: RouteCache, now: datetime
 ) -> list[Plan | None]:
     """Mark the deliverable tasks processing and plan each; None for a task to skip
     (deleted, stopped, held or already delivered)."""
-    rows = await session.scalars(
-        select(GatewayTask)
-        .where(GatewayTask.message_id.in_(list(message_ids)))
-        .order_by(GatewayTask.id)
-        .with_for_update()
-    )
-    tasks = {task.message_id: task for task in rows if task.status in DELIVERABLE}
+    result = await session.execute(_START, {"p_messages": list(message_ids), "p_now": now})
+    tasks = {row.message_id: row for row in result}
     if not tasks:
         return [None] * len(message_ids)
-    await session.execute(
-        update(GatewayTask)
-        .where(GatewayTask.id.in_([task.id for task in tasks.values()]))
-        .values(status="processing", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    planned: dict[str, tuple[GatewayTask, Route, tuple[DevRule, ...]]] = {}
+    planned: dict[str, tuple[Any, Route, tuple[DevRule, ...]]] = {}
     for message_id, task in tasks.items():
         route = (
             await routes.route(session, task.endpoint_id, now)
@@ -257,7 +284,7 @@ async def load_plans(
 
 
 def _plan(
-    task: GatewayTask, route: Route, client_rules: tuple[DevRule, ...], states: dict[int, Breaker]
+    task: Any, route: Route, client_rules: tuple[DevRule, ...], states: dict[int, Breaker]
 ) -> Plan:
     return Plan(
         task_id=task.id,
