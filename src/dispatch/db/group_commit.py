@@ -6,6 +6,10 @@ previous commit joins the next, so commits per second stay flat while the work p
 commit grows. Each caller gets its own result, and only after the commit that holds its
 work. When a batch fails with one of ``alone_on`` (say, a unique-key race), its items are
 retried one by one through ``alone``, so one bad item never fails its neighbours.
+
+On PostgreSQL up to ``POSTGRES_IN_FLIGHT`` batches are in flight at once, each on its own
+connection: a commit there is several network round trips, and with one batch at a time a
+process waits on them instead of preparing the next batch. SQLite has one writer, so one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_BATCH = 256
+POSTGRES_IN_FLIGHT = 3
 Work = Callable[[AsyncSession, list[T]], Awaitable[list[R]]]
 
 
@@ -43,6 +48,7 @@ class GroupCommit(Generic[T, R]):
         alone: Callable[[T], Awaitable[R]] | None = None,
         alone_on: tuple[type[BaseException], ...] = (),
         max_batch: int = MAX_BATCH,
+        max_in_flight: int | None = None,
     ) -> None:
         self.database = database
         self.work = work
@@ -50,8 +56,12 @@ class GroupCommit(Generic[T, R]):
         self.alone = alone
         self.alone_on = alone_on
         self.max_batch = max_batch
+        if max_in_flight is None:
+            max_in_flight = 1 if database.kind == "sqlite" else POSTGRES_IN_FLIGHT
+        self.max_in_flight = max_in_flight
         self._waiting: list[_Waiting[T, R]] = []
-        self._flushing: list[_Waiting[T, R]] = []
+        self._flushing: dict[asyncio.Task[None], list[_Waiting[T, R]]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -69,10 +79,18 @@ class GroupCommit(Generic[T, R]):
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                self._flushing = self._waiting[: self.max_batch]
+                await self._slots.acquire()  # callers keep joining the batch meanwhile
+                batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
-                await self._flush(self._flushing)
-                self._flushing = []
+                flush = asyncio.create_task(self._flush_in_slot(batch), name=self.name)
+                self._flushing[flush] = batch
+
+    async def _flush_in_slot(self, batch: list[_Waiting[T, R]]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            self._flushing.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._slots.release()
 
     async def _flush(self, batch: list[_Waiting[T, R]]) -> None:
         try:
@@ -105,13 +123,16 @@ class GroupCommit(Generic[T, R]):
                     waiting.future.set_result(result)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        flushing = dict(self._flushing)
+        tasks = [task for task in (self._task, *flushing) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for waiting in [*self._flushing, *self._waiting]:
+                await task
+        self._task = None
+        for waiting in [*(w for batch in flushing.values() for w in batch), *self._waiting]:
             if not waiting.future.done():
                 waiting.future.set_exception(RuntimeError(f"{self.name} is shutting down"))
         self._waiting.clear()
-        self._flushing = []
+        self._flushing.clear()
