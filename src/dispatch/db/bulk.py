@@ -48,13 +48,23 @@ def _sqlite_insert(
 
 
 async def insert_returning_ids(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    postgres_also_returning: Sequence[Any] = (),
 ) -> list[int]:
-    """Insert ``rows`` (all with the same keys) in the session's transaction; their new ids."""
+    """Insert ``rows`` (all with the same keys) in the session's transaction; their new ids.
+
+    ``postgres_also_returning``: expressions evaluated per row on PostgreSQL (say, a
+    ``pg_notify``), so they need no statement of their own.
+    """
     if not rows:
         return []
     if session.get_bind().dialect.name != "sqlite":
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        statement = insert(table).returning(
+            table.c.id, *postgres_also_returning, sort_by_parameter_order=True
+        )
         return [row.id for row in await session.execute(statement, list(rows))]
     connection = await session.connection()
     keys = tuple(rows[0])

@@ -138,9 +138,13 @@ async def enqueue(session: AsyncSession, spec: JobSpec) -> Enqueued:
 async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[Enqueued]:
     """Add several jobs in the caller's transaction, in one statement where possible."""
     now = utcnow()
-    if specs:
-        await notify.note_enqueued(session, {spec.queue for spec in specs})
     plain = [spec for spec in specs if spec.dedupe_key is None]
+    deduped = {spec.queue for spec in specs if spec.dedupe_key is not None}
+    # The plain INSERT notifies other processes itself on PostgreSQL (in its RETURNING).
+    if plain:
+        await notify.note_enqueued(session, {spec.queue for spec in plain}, notified=True)
+    if deduped:
+        await notify.note_enqueued(session, deduped)
     ids = iter(await _insert_plain(session, plain, now)) if plain else iter(())
     results: list[Enqueued] = []
     for spec in specs:
@@ -154,7 +158,9 @@ async def enqueue_many(session: AsyncSession, specs: Sequence[JobSpec]) -> list[
 async def _insert_plain(
     session: AsyncSession, specs: Sequence[JobSpec], now: datetime
 ) -> list[int]:
-    return await insert_returning_ids(session, _JOBS, [spec.values(now) for spec in specs])
+    rows = [spec.values(now) for spec in specs]
+    notifies = (notify.notify_expression(J.queue),)
+    return await insert_returning_ids(session, _JOBS, rows, postgres_also_returning=notifies)
 
 
 async def _insert_deduped(session: AsyncSession, spec: JobSpec, now: datetime) -> Enqueued:
