@@ -14,12 +14,14 @@ transaction, so the pool's extra reset-on-return rollback is skipped on SQLite.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,6 +33,8 @@ from dispatch.config import DatabaseKind, Settings
 from dispatch.db import sqlite
 
 _BEGIN_OPTION = "dispatch_sqlite_begin"
+_CHECKED_IN = "dispatch_checked_in_at"
+PING_AFTER_IDLE_SECONDS = 2.0
 _AUTOCOMMIT = "AUTOCOMMIT"
 
 
@@ -59,6 +63,33 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             connection.connection.dbapi_connection.begin(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, and asyncpg's ping is three round
+    trips (BEGIN, a query, ROLLBACK, for pgbouncer's sake): more than a whole ingest batch's
+    INSERTs. A connection checked in less than ``PING_AFTER_IDLE_SECONDS`` ago was working
+    then; after a database restart its first use fails, and SQLAlchemy then drops every
+    older pooled connection, so one operation sees the error and the next reconnects.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is not None and time.monotonic() - checked_in < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+
 class Database:
     """Owns the engine and hands out sessions whose transaction commits on exit."""
 
@@ -71,12 +102,13 @@ class Database:
             if settings.database_schema:
                 server_settings["search_path"] = settings.database_schema
             options["connect_args"] = {"server_settings": server_settings}
-            options["pool_pre_ping"] = True
         else:
             options["pool_reset_on_return"] = None
             options["module"] = sqlite.dbapi()
         self.engine = create_async_engine(settings.async_database_url, **options)
         reader = writer = self.engine
+        if self.kind == "postgresql":
+            _ping_idle_connections(self.engine)
         if self.kind == "sqlite":
             _install_sqlite_hooks(self.engine, settings.sqlite_busy_timeout_ms)
             writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
