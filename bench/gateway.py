@@ -193,17 +193,22 @@ async def measure_scale_out(
 ) -> None:
     """Two `dispatch serve` without worker (the posts split between them), two `dispatch worker`.
 
-    All four start at once; the APIs are waited for, then the workers' announcements."""
+    All four start at once; the APIs are waited for, then the workers' announcements. They
+    may run on every core (shared with PostgreSQL, the sink and the poster): pinned to the
+    one server core, four processes would only take turns on it, which measures time-sharing
+    rather than scaling out."""
     print(f"{storage.kind}: delivery, 2 API + 2 worker processes", file=sys.stderr)
     database = await storage.fresh("scale_out", migrate=True)
     api_env = dispatch_env(database, WORKER_ENABLED="false")
     worker_env = dispatch_env(database, WORKER_CONCURRENCY=str(DELIVERY_CONCURRENCY))
     workdir = storage.workdir
+    every_core = frozenset(range(os.cpu_count() or 1))
     specs = [
-        serve_spec(workdir, f"api-{n}.log", api_env) for n in range(1, SCALE_OUT_PROCESSES + 1)
+        serve_spec(workdir, f"api-{n}.log", api_env, every_core)
+        for n in range(1, SCALE_OUT_PROCESSES + 1)
     ]
     with (
-        dispatch_workers(workdir, worker_env, SCALE_OUT_PROCESSES) as workers,
+        dispatch_workers(workdir, worker_env, SCALE_OUT_PROCESSES, every_core) as workers,
         running_all(specs) as servers,
     ):
         schema = database["DATABASE_SCHEMA"]

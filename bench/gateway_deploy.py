@@ -116,12 +116,14 @@ async def migrate_dispatch(postgres_url: str, schema: str) -> None:
         await database.dispose()
 
 
-def serve_spec(workdir: Path, log_name: str, env: Mapping[str, str]) -> ServerSpec:
-    """``dispatch serve`` on a free port, pinned to the server core."""
+def serve_spec(
+    workdir: Path, log_name: str, env: Mapping[str, str], cpus: frozenset[int] | None = None
+) -> ServerSpec:
+    """``dispatch serve`` on a free port, pinned to ``cpus`` (by default the server core)."""
     port = free_port()
     argv = [str(dispatch_executable()), "serve", "--port", str(port)]
     argv += ["--env-file", str(workdir / ".env")]
-    return ServerSpec(argv, env, workdir, port, workdir / log_name)
+    return ServerSpec(argv, env, workdir, port, workdir / log_name, cpus)
 
 
 def bare_ingest_spec(workdir: Path, database: Mapping[str, str], token: str) -> ServerSpec:
@@ -143,9 +145,10 @@ def sink_spec(workdir: Path, hold_seconds: float) -> ServerSpec:
 
 @contextlib.contextmanager
 def dispatch_workers(
-    workdir: Path, env: Mapping[str, str], count: int
+    workdir: Path, env: Mapping[str, str], count: int, cpus: frozenset[int] | None = None
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` standalone ``dispatch worker`` processes on the server core, stopped on exit.
+    """``count`` standalone ``dispatch worker`` processes on ``cpus`` (by default the server
+    core), stopped on exit.
 
     They are not waited for: ``wait_announced`` does that, so other start-ups can overlap.
     """
@@ -161,7 +164,7 @@ def dispatch_workers(
                         env=dict(env),
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        preexec_fn=pin_to(SERVER_CPUS),
+                        preexec_fn=pin_to(set(SERVER_CPUS if cpus is None else cpus)),
                     )
                 )
         yield processes

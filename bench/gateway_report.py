@@ -266,9 +266,9 @@ and its admin API. The payload is a {payload_bytes}-byte JSON object, passed thr
 
 How each workload is measured:
 
-- **Cores.** Everything under test (`dispatch serve`, `dispatch worker`, the bare apps and bare
-  clients) is pinned to core {server_cpus}; wrk, the benchmark's own poster and the sink are
-  pinned to core {load_cpus}; PostgreSQL is not pinned.
+- **Cores.** Everything under test (`dispatch serve`, the bare apps and bare clients) is pinned
+  to core {server_cpus}, except the scale-out row's four processes (see below); wrk, the
+  benchmark's own poster and the sink are pinned to core {load_cpus}; PostgreSQL is not pinned.
 - **Ingest**: `wrk -t{threads} -c8` and `-c64` POST the payload with `X-API-Token` to
   `/api/ingest` on one `dispatch serve` with `WORKER_ENABLED=false` (so only ingest runs), each
   run {ingest_seconds} s after a 1 s warm-up, alternating with the limit for {ingest_rounds}
@@ -288,9 +288,9 @@ How each workload is measured:
   sink over {concurrency} concurrent requests for {client_seconds} s, with httpx beside it:
   the httpx/aiohttp row is how the delivery client was chosen. On PostgreSQL the same bursts
   go, split evenly, to two `dispatch serve` with `WORKER_ENABLED=false`, delivered by two
-  `dispatch worker` processes (`WORKER_CONCURRENCY={concurrency}` each); on this 2-core machine
-  those four processes share core {server_cpus}, so the row shows what splitting costs at equal
-  CPU, not how it scales.
+  `dispatch worker` processes (`WORKER_CONCURRENCY={concurrency}` each). These four are not
+  pinned: they may use both cores, which they share with PostgreSQL, the sink and the poster
+  (pinned to one core, four processes would only take turns on it).
 - **POST to first delivery attempt**: {latency_rate} tasks/s for {latency_seconds} s, open loop
   (each POST leaves on schedule whatever the answers), each body stamped with the wall-clock
   time just before its POST; the sink notes when the request arrives. The figure includes the
