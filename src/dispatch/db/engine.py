@@ -115,6 +115,9 @@ class Database:
             reader = self.engine.execution_options(**{_BEGIN_OPTION: _AUTOCOMMIT})
         self._readers = async_sessionmaker(reader, expire_on_commit=False)
         self._writers = async_sessionmaker(writer, expire_on_commit=False)
+        self._autocommit = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self.write_engine = writer
         self.read_engine = reader  # on SQLite: no transaction, so nothing pins the WAL
         # SQLite has one writer at a time. Writers of this process queue here, in FIFO order,
@@ -147,6 +150,22 @@ class Database:
             if lock is not None:
                 self._writer = None
                 lock.release()
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncSession]:
+        """A session for work that is a single statement, atomic on its own.
+
+        On PostgreSQL it runs in autocommit: no ``BEGIN`` and ``COMMIT`` round trips around
+        the statement (each costs as much as the statement on a loopback connection). On
+        SQLite it is an ordinary write session. Run one statement only: each statement
+        commits by itself on PostgreSQL.
+        """
+        if self.kind != "postgresql":
+            async with self.session() as session:
+                yield session
+            return
+        async with self._autocommit() as session:
+            yield session
 
     async def ping(self, limit_seconds: float) -> None:
         """Run ``SELECT 1`` on a pooled connection; raise if the database does not answer."""

@@ -9,21 +9,25 @@ expired and was given to another cannot overwrite the new owner's job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     Integer,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     case,
     cast,
+    column,
     delete,
     func,
     insert,
@@ -306,9 +310,21 @@ async def claim(
 
     PostgreSQL skips rows other claimers hold (``FOR UPDATE SKIP LOCKED``); SQLite
     serialises claimers with ``BEGIN IMMEDIATE``. Either way a job goes to one owner.
+    On PostgreSQL the lease statement (which also writes the attempt rows) is atomic on its
+    own and runs without BEGIN/COMMIT round trips; only when it took jobs with concurrency
+    keys does a transaction follow, to give back any over their key's limit.
     """
-    async with database.session() as session:
-        return await _lease(session, owner, lease_seconds, queues=list(queues), limit=limit)
+    if database.kind != "postgresql":
+        async with database.session() as session:
+            return await _lease(session, owner, lease_seconds, queues=list(queues), limit=limit)
+    async with database.one_statement() as session:
+        rows, now, expires = await _lease_rows(
+            session, owner, lease_seconds, queues=list(queues), limit=limit
+        )
+    if any(row.concurrency_key is not None for row in rows):
+        async with database.session() as session:
+            rows = await _within_limits(session, rows, "postgresql")
+    return _claimed(rows, now, expires)
 
 
 async def lease(
@@ -321,7 +337,7 @@ async def lease(
     return await _lease(session, owner, lease_seconds, ids=list(job_ids))
 
 
-async def _lease(
+async def _lease_rows(
     session: AsyncSession,
     owner: str,
     lease_seconds: float,
@@ -329,12 +345,8 @@ async def _lease(
     queues: list[str] | None = None,
     limit: int = 0,
     ids: list[int] | None = None,
-) -> list[ClaimedJob]:
-    """Run the lease statement inside the claimer's transaction.
-
-    Records an attempt per job, and gives back any job that would put its
-    concurrency key over the limit.
-    """
+) -> tuple[list[Any], datetime, datetime]:
+    """Run the lease statement; the leased rows, the time of the lease and its expiry."""
     dialect = session.get_bind().dialect.name
     now = utcnow()
     lease_expires_at = now + timedelta(seconds=lease_seconds)
@@ -344,11 +356,19 @@ async def _lease(
     else:
         params |= {"p_queues": queues, "p_limit": limit}
     statement = _LEASE_STATEMENTS[(dialect, ids is not None)]
-    rows = (await session.execute(statement, params)).all()
+    rows = list((await session.execute(statement, params)).all())
+    return rows, now, lease_expires_at
+
+
+async def _within_limits(session: AsyncSession, rows: list[Any], dialect: str) -> list[Any]:
+    """Give back the leased rows that put a concurrency key over its limit; the rest."""
     over = await _over_concurrency(session, rows, dialect)
     if over:
         await _unclaim(session, {row.id: row.lease_token for row in rows if row.id in over})
-        rows = [row for row in rows if row.id not in over]
+    return [row for row in rows if row.id not in over]
+
+
+def _claimed(rows: Sequence[Any], now: datetime, lease_expires_at: datetime) -> list[ClaimedJob]:
     claimed = [
         ClaimedJob(
             id=row.id,
@@ -367,9 +387,31 @@ async def _lease(
         )
         for row in rows
     ]
+    return sorted(claimed, key=lambda job: job.id)
+
+
+async def _lease(
+    session: AsyncSession,
+    owner: str,
+    lease_seconds: float,
+    *,
+    queues: list[str] | None = None,
+    limit: int = 0,
+    ids: list[int] | None = None,
+) -> list[ClaimedJob]:
+    """Run the lease statement inside the claimer's transaction.
+
+    Records an attempt per job, and gives back any job that would put its
+    concurrency key over the limit.
+    """
+    dialect = session.get_bind().dialect.name
+    rows, now, expires = await _lease_rows(
+        session, owner, lease_seconds, queues=queues, limit=limit, ids=ids
+    )
+    claimed = _claimed(await _within_limits(session, rows, dialect), now, expires)
     if claimed and dialect != "postgresql":  # PostgreSQL's lease statement did this
         await _record_starts(session, claimed, owner, now)
-    return sorted(claimed, key=lambda job: job.id)
+    return claimed
 
 
 async def _over_concurrency(session: AsyncSession, rows: Sequence[Any], dialect: str) -> set[int]:
@@ -413,7 +455,7 @@ async def _unclaim(session: AsyncSession, tokens: dict[int, str]) -> None:
     )
     await session.execute(
         update(_JOBS)
-        .where(J.id.in_(tokens))
+        .where(J.id.in_(tokens), J.lease_token.in_(tokens.values()))
         .values(
             state="available",
             attempt=J.attempt - 1,
@@ -557,6 +599,51 @@ _CLOSE_ATTEMPTS = {dialect: _close_attempts_statement(dialect) for dialect in _D
 _SUCCEED = {dialect: _succeed_statement(dialect) for dialect in _DIALECTS}
 
 
+def _complete_postgres_statement() -> Any:
+    """PostgreSQL: settle jobs, store their results and close their attempts in one statement.
+
+    Atomic on its own, so it runs without BEGIN/COMMIT round trips (``one_statement``).
+    """
+    leases = (
+        func.unnest(
+            bindparam("p_ids", type_=postgresql.ARRAY(BigInteger)),
+            bindparam("p_tokens", type_=postgresql.ARRAY(String)),
+            bindparam("p_results", type_=postgresql.ARRAY(Text)),
+        )
+        .table_valued(column("id", BigInteger), column("token", String), column("result", Text))
+        .render_derived(name="leases")
+    )
+    done = (
+        update(_JOBS)
+        .where(J.id == leases.c.id, J.lease_token == leases.c.token, J.state == "running")
+        .values(
+            state="succeeded",
+            finished_at=_NOW,
+            last_error=None,
+            lease_token=None,
+            lease_expires_at=None,
+            result=func.coalesce(cast(leases.c.result, JSON), J.result),
+        )
+        .returning(J.id, leases.c.token)
+        .cte("done")
+    )
+    closed = (
+        update(_ATTEMPTS)
+        .where(A.job_id == done.c.id, A.lease_token == done.c.token)
+        .values(
+            outcome="succeeded",
+            error=None,
+            finished_at=_NOW,
+            duration_ms=_elapsed_ms("postgresql"),
+        )
+        .cte("closed")
+    )
+    return select(done.c.id).add_cte(closed)
+
+
+_COMPLETE_POSTGRES = _complete_postgres_statement()
+
+
 async def close_attempts(
     session: AsyncSession,
     leases: Sequence[tuple[int, str]],
@@ -617,6 +704,17 @@ async def complete_many(database: Database, completions: Sequence[Completion]) -
     if not completions:
         return set()
     now = utcnow()
+    if database.kind == "postgresql":
+        params = {
+            "p_ids": [done.job_id for done in completions],
+            "p_tokens": [done.token for done in completions],
+            "p_results": [
+                None if done.result is None else json.dumps(done.result) for done in completions
+            ],
+            "p_now": now,
+        }
+        async with database.one_statement() as session:
+            return {row.id for row in await session.execute(_COMPLETE_POSTGRES, params)}
     leases = [(done.job_id, done.token) for done in completions]
     async with database.session() as session:
         dialect = session.get_bind().dialect.name
