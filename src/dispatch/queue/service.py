@@ -548,17 +548,41 @@ def _leases_match(dialect: str, job_id: Any, token: Any) -> tuple[ColumnElement[
     that the lookup goes through the index instead of scanning the table.
     """
     if dialect == "postgresql":
-        leases = (
-            func.unnest(
-                bindparam("p_ids", type_=postgresql.ARRAY(BigInteger)),
-                bindparam("p_tokens", type_=postgresql.ARRAY(String)),
-            )
-            .table_valued("id", "token")
-            .render_derived(name="leases")
-        )
+        leases = _unnested_leases()
         return and_(job_id == leases.c.id, token == leases.c.token), leases
     by_id = job_id.in_(bindparam("p_ids", expanding=True))
     return and_(by_id, tuple_(job_id, token).in_(bindparam("p_leases", expanding=True))), None
+
+
+def _unnested_leases(*extra: tuple[str, Any]) -> Any:
+    """PostgreSQL: ``unnest(p_ids, p_tokens, …)`` as a table ``leases(id, token, …)``."""
+    columns = [("id", BigInteger), ("token", String), *extra]
+    arrays = [bindparam(f"p_{name}s", type_=postgresql.ARRAY(kind)) for name, kind in columns]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(name, kind) for name, kind in columns))
+        .render_derived(name="leases")
+    )
+
+
+def _attempt_closed(dialect: str, outcome: Any, error: Any) -> dict[str, Any]:
+    """The values that close an attempt row at ``p_now``."""
+    return {
+        "outcome": outcome,
+        "error": error,
+        "finished_at": _NOW,
+        "duration_ms": _elapsed_ms(dialect),
+    }
+
+
+# A job that succeeded: its lease is over.
+_SUCCEEDED = {
+    "state": "succeeded",
+    "finished_at": _NOW,
+    "last_error": None,
+    "lease_token": None,
+    "lease_expires_at": None,
+}
 
 
 def _lease_params(dialect: str, leases: Sequence[tuple[int, str]]) -> dict[str, Any]:
@@ -570,33 +594,18 @@ def _lease_params(dialect: str, leases: Sequence[tuple[int, str]]) -> dict[str, 
 
 def _close_attempts_statement(dialect: str) -> Any:
     matches, _ = _leases_match(dialect, A.job_id, A.lease_token)
-    statement = update(_ATTEMPTS).where(matches)
-    return statement.values(
-        outcome=bindparam("p_outcome"),
-        error=bindparam("p_error"),
-        finished_at=_NOW,
-        duration_ms=_elapsed_ms(dialect),
-    )
-
-
-def _succeed_statement(dialect: str) -> Any:
-    matches, _ = _leases_match(dialect, J.id, J.lease_token)
-    return (
-        update(_JOBS)
-        .where(matches, J.state == "running")
-        .values(
-            state="succeeded",
-            finished_at=_NOW,
-            last_error=None,
-            lease_token=None,
-            lease_expires_at=None,
-        )
-        .returning(J.id)
-    )
+    closed = _attempt_closed(dialect, bindparam("p_outcome"), bindparam("p_error"))
+    return update(_ATTEMPTS).where(matches).values(closed)
 
 
 _CLOSE_ATTEMPTS = {dialect: _close_attempts_statement(dialect) for dialect in _DIALECTS}
-_SUCCEED = {dialect: _succeed_statement(dialect) for dialect in _DIALECTS}
+# SQLite's completion; PostgreSQL's is the single statement below.
+_SUCCEED_SQLITE = (
+    update(_JOBS)
+    .where(_leases_match("sqlite", J.id, J.lease_token)[0], J.state == "running")
+    .values(_SUCCEEDED)
+    .returning(J.id)
+)
 
 
 def _complete_postgres_statement() -> Any:
@@ -604,38 +613,18 @@ def _complete_postgres_statement() -> Any:
 
     Atomic on its own, so it runs without BEGIN/COMMIT round trips (``one_statement``).
     """
-    leases = (
-        func.unnest(
-            bindparam("p_ids", type_=postgresql.ARRAY(BigInteger)),
-            bindparam("p_tokens", type_=postgresql.ARRAY(String)),
-            bindparam("p_results", type_=postgresql.ARRAY(Text)),
-        )
-        .table_valued(column("id", BigInteger), column("token", String), column("result", Text))
-        .render_derived(name="leases")
-    )
+    leases = _unnested_leases(("result", Text))
     done = (
         update(_JOBS)
         .where(J.id == leases.c.id, J.lease_token == leases.c.token, J.state == "running")
-        .values(
-            state="succeeded",
-            finished_at=_NOW,
-            last_error=None,
-            lease_token=None,
-            lease_expires_at=None,
-            result=func.coalesce(cast(leases.c.result, JSON), J.result),
-        )
+        .values({**_SUCCEEDED, "result": func.coalesce(cast(leases.c.result, JSON), J.result)})
         .returning(J.id, leases.c.token)
         .cte("done")
     )
     closed = (
         update(_ATTEMPTS)
         .where(A.job_id == done.c.id, A.lease_token == done.c.token)
-        .values(
-            outcome="succeeded",
-            error=None,
-            finished_at=_NOW,
-            duration_ms=_elapsed_ms("postgresql"),
-        )
+        .values(_attempt_closed("postgresql", "succeeded", None))
         .cte("closed")
     )
     return select(done.c.id).add_cte(closed)
@@ -717,9 +706,8 @@ async def complete_many(database: Database, completions: Sequence[Completion]) -
             return {row.id for row in await session.execute(_COMPLETE_POSTGRES, params)}
     leases = [(done.job_id, done.token) for done in completions]
     async with database.session() as session:
-        dialect = session.get_bind().dialect.name
-        params = _lease_params(dialect, leases) | {"p_now": now}
-        rows = await session.execute(_SUCCEED[dialect], params)
+        params = _lease_params("sqlite", leases) | {"p_now": now}
+        rows = await session.execute(_SUCCEED_SQLITE, params)
         settled = {row.id for row in rows}
         if not settled:
             return settled
