@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import structlog
@@ -44,6 +42,7 @@ from dispatch.gateway.plans import (
 from dispatch.gateway.redact import RESPONSE_BODY_LIMIT, cap_text, mask_headers
 from dispatch.gateway.signing import webhook_headers
 from dispatch.queue.errors import PermanentFailure, RetryAfter
+from dispatch.queue.policy import retry_after_seconds
 from dispatch.queue.registry import HandlerResult, JobContext
 from dispatch.security.ssrf import SsrfBlocked, check_url, ssrf_cause
 
@@ -63,20 +62,6 @@ def classify(status: int) -> str:
     if status in (408, 429) or status >= 500:
         return RETRYABLE
     return PERMANENT  # other 4xx, and 3xx: redirects are never followed
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - now).total_seconds()) if when.tzinfo else None
 
 
 def _encode(payload: dict[str, Any]) -> bytes:

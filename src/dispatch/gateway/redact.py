@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-MASK = "••••"
+from dispatch.security.masking import MASK, mask_value
+
 # A header whose name contains one of these carries a credential.
 _SENSITIVE_PARTS = ("auth", "token", "key", "secret", "password", "cookie", "signature", "session")
 RESPONSE_BODY_LIMIT = 16 * 1024
@@ -13,11 +14,6 @@ RESPONSE_BODY_LIMIT = 16 * 1024
 def is_sensitive(name: str) -> bool:
     lowered = name.lower()
     return any(part in lowered for part in _SENSITIVE_PARTS)
-
-
-def mask_value(value: str) -> str:
-    """The first four characters of a long secret, never the rest."""
-    return value[:4] + MASK if len(value) > 12 else MASK
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.errors import Conflict, NotFound
 from dispatch.gateway import breakers
 from dispatch.gateway.breaker import Breaker
-from dispatch.gateway.redact import mask_headers, mask_value, merge_headers
+from dispatch.gateway.redact import mask_headers, merge_headers
 from dispatch.gateway.schemas import BreakerOut, ResourceCreate, ResourceOut, ResourceUpdate
 from dispatch.gateway.signing import new_secret
 from dispatch.models import GatewayBreaker, GatewayResource
+from dispatch.security.masking import mask_value
 
 _HEADER_FIELDS = ("headers", "failure_webhook_headers")
 # Settings a PATCH may clear with null (the others treat null as "unchanged").

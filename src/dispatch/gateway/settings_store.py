@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.gateway.redact import MASK
 from dispatch.models import GatewaySetting
+from dispatch.security.masking import MASK
 
 Encryption = Literal["none", "starttls", "ssl_tls"]
 

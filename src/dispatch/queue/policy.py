@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 from dispatch.queue.errors import PermanentFailure, RetryAfter
 
@@ -66,3 +68,17 @@ class RetryPolicy:
         if isinstance(error, RetryAfter):
             return Decision(True, min(error.seconds, self.retry_after_cap_seconds), str(error))
         return Decision(True, self.backoff(attempt, rand), "backoff")
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - now).total_seconds()) if when.tzinfo else None
