@@ -11,7 +11,7 @@ import dispatch.models  # noqa: F401  (registers every table on Base.metadata)
 from dispatch.config import load_settings
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
-from dispatch.gateway.search import managed_by_models
+from dispatch.models.unmanaged import managed_by_models
 
 target_metadata = Base.metadata
 

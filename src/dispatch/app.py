@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from dispatch import __version__
 from dispatch.background import every
+from dispatch.catalog.context import CatalogContext
+from dispatch.catalog.routes import router as catalog_router
 from dispatch.config import Settings, load_settings
 from dispatch.db import migrations
 from dispatch.db.base import utcnow
@@ -48,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 SESSION_PRUNE_SECONDS = 600.0
 KEY_USAGE_FLUSH_SECONDS = 15.0
+REQUEST_LOG_FLUSH_SECONDS = 5.0
 
 
 def _redis_client(url: str) -> Redis:
@@ -70,6 +73,7 @@ def _telemetry_client(settings: Settings) -> httpx.AsyncClient:
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     database = Database(settings)
     gateway = GatewayContext.build(settings, database, metrics)
+    catalog = CatalogContext(settings, database)
     endpoint = str(settings.telemetry_endpoint) if settings.telemetry_endpoint else None
     http = _telemetry_client(settings) if endpoint else None
     redis = _redis_client(settings.redis_url) if settings.redis_url else None
@@ -108,8 +112,9 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         ),
         http=http,
         gateway=gateway,
+        catalog=catalog,
         redis=redis,
-        registry=build_registry(gateway),
+        registry=build_registry(gateway, catalog),
     )
 
 
@@ -145,6 +150,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.start(
         "keys.usage",
         every(KEY_USAGE_FLUSH_SECONDS, lambda: runtime.key_usage.flush(runtime.database)),
+    )
+    supervisor.start(
+        "catalog.requests", every(REQUEST_LOG_FLUSH_SECONDS, runtime.catalog.flush_requests)
     )
     stop_worker = asyncio.Event()
     worker_task = _start_worker(runtime, stop_worker) if settings.worker_enabled else None
@@ -210,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router, prefix=settings.api_v1_prefix)
     app.include_router(nodes_router, prefix=settings.api_v1_prefix)
     app.include_router(gateway_router, prefix=settings.api_v1_prefix)
+    app.include_router(catalog_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
     gateway_ingress.install(app, reserved_paths(settings))

@@ -140,6 +140,31 @@ class Settings(BaseSettings):
     gateway_alert_suppression_seconds: float = Field(default=3600.0, ge=0)
     gateway_health_retention_days: float = Field(default=30.0, gt=0)
 
+    # The catalogue (seeds 000 and 001). Base URLs point tests and staging elsewhere.
+    catalog_queue: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    sync_schedule: str = "*/30 * * * * *"  # seed 001: 6-field cron, empty disables
+    offers_service_url: AnyHttpUrl | None = None
+    offers_refresh_token: SecretStr | None = None
+    offers_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+    offers_token_margin_seconds: float = Field(default=30.0, ge=0, le=240)
+    catalog_sync_concurrency: int = Field(default=8, ge=1, le=100)
+    catalog_provider_retries: int = Field(default=3, ge=0, le=10)
+    catalog_retry_after_max_seconds: float = Field(default=60.0, ge=0)
+    catalog_request_retention_days: float = Field(default=14.0, gt=0)
+    catalog_change_retention_days: float = Field(default=90.0, gt=0)
+    complexshop_base_url: AnyHttpUrl = AnyHttpUrl("https://shop.complex.com")
+    universalstore_base_url: AnyHttpUrl = AnyHttpUrl("https://www.universalstore.com")
+    goat_base_url: AnyHttpUrl = AnyHttpUrl("https://2fwotdvm2o-dsn.algolia.net")
+    goat_algolia_app_id: str = "2FWOTDVM2O"
+    goat_algolia_api_key: SecretStr = SecretStr("ac96de6fef0e02bb95d433d8d5c7038a")
+    goat_algolia_index: str = "product_variants_v2"
+    discogs_base_url: AnyHttpUrl = AnyHttpUrl("https://api.discogs.com")
+    discogs_token: SecretStr | None = None
+    ebay_base_url: AnyHttpUrl = AnyHttpUrl("https://api.ebay.com")
+    ebay_client_id: str | None = None
+    ebay_client_secret: SecretStr | None = None
+    ebay_marketplace_id: str = "EBAY_US"
+
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: Any) -> Any:
@@ -168,6 +193,17 @@ class Settings(BaseSettings):
             return _split_list(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a JSON list or comma-separated list: {exc.msg}") from exc
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        from dispatch.queue.schedules import InvalidSchedule, validate
+
+        try:
+            validate(value)
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc)) from exc
+        return value.strip()
 
     @field_validator("api_v1_prefix")
     @classmethod

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dispatch.catalog import jobs as catalog_jobs
+from dispatch.catalog.context import CatalogContext
 from dispatch.config import Settings
 from dispatch.gateway import jobs as gateway_jobs
 from dispatch.gateway.context import GatewayContext
@@ -32,12 +34,16 @@ def _register_builtins(registry: Registry) -> None:
         return {"slept": args.seconds}
 
 
-def build_registry(gateway: GatewayContext | None = None) -> Registry:
+def build_registry(
+    gateway: GatewayContext | None = None, catalog: CatalogContext | None = None
+) -> Registry:
     """Every handler: the built-ins, and each domain's given the parts it needs."""
     registry = Registry()
     _register_builtins(registry)
     if gateway is not None:
         gateway_jobs.register(registry, gateway)
+    if catalog is not None:
+        catalog_jobs.register(registry, catalog)
     return registry
 
 

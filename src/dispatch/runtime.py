@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dispatch.background import Supervisor
+from dispatch.catalog.context import CatalogContext
 from dispatch.config import Settings
 from dispatch.db.engine import Database
 from dispatch.gateway.context import GatewayContext
@@ -33,6 +34,7 @@ class Runtime:
     signer: SessionSigner
     http: httpx.AsyncClient | None
     gateway: GatewayContext
+    catalog: CatalogContext
     redis: Redis | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     key_usage: KeyUsage = field(default_factory=KeyUsage)
@@ -45,6 +47,7 @@ class Runtime:
         if self.http is not None:
             await self.http.aclose()
         await self.gateway.close()
+        await self.catalog.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.database.dispose()

@@ -19,7 +19,7 @@ from dispatch.db import migrations
 from dispatch.db.base import Base
 from dispatch.db.engine import Database
 from dispatch.db.migrations import PendingMigrations
-from dispatch.gateway.search import managed_by_models
+from dispatch.models.unmanaged import managed_by_models
 from tests.support import admin_headers, make_settings, run_cli, run_sql, running_app
 
 
@@ -124,13 +124,19 @@ def test_head_revision_names_the_newest_script() -> None:
 
 
 async def test_at_head_reads_the_version_row(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrations.alembic_config())
+    previous = script.get_revision(migrations.HEAD_REVISION).down_revision
     database = Database(make_settings(database_url=f"sqlite:///{tmp_path}/head.db"))
     try:
         assert await migrations.at_head(database) is False  # no alembic_version table yet
         await migrations.upgrade(database)
         assert await migrations.at_head(database) is True
         async with database.session() as session:
-            await session.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+            await session.execute(
+                text("UPDATE alembic_version SET version_num = :previous"), {"previous": previous}
+            )
         assert await migrations.at_head(database) is False
         assert await migrations.pending_revisions(database) == [migrations.HEAD_REVISION]
     finally:

@@ -15,6 +15,7 @@ import typer
 import uvicorn
 
 from dispatch import __version__
+from dispatch.catalog.context import CatalogContext
 from dispatch.config import ConfigError, Settings, load_settings
 from dispatch.db import migrations
 from dispatch.db.base import utcnow
@@ -150,9 +151,11 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         config = worker_config(settings, **overrides)
         gateway = GatewayContext.build(settings, database)
+        catalog = CatalogContext(settings, database)
         try:
-            await Worker(database, build_registry(gateway), config).run(stop)
+            await Worker(database, build_registry(gateway, catalog), config).run(stop)
         finally:
+            await catalog.close()
             await gateway.close()
 
     _with_database(settings, run)

@@ -18,9 +18,6 @@ from dispatch.models import GatewayTask
 
 MAX_SEARCH_TEXT = 20_000
 FTS_TABLE = "gateway_tasks_fts"
-TRIGRAM_INDEX = "ix_gateway_tasks_search"
-# Objects made by migration 0007 outside the ORM; the migration drift check ignores them.
-UNMANAGED = (FTS_TABLE, TRIGRAM_INDEX)
 
 
 def _text(value: Any) -> str:
@@ -55,10 +52,3 @@ def matches(term: str, dialect: str) -> ColumnElement[bool]:
         )
         return GatewayTask.id.in_(fts)
     return GatewayTask.search_text.like(f"%{escape_like(needle)}%", escape="\\")
-
-
-def managed_by_models(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    """Alembic ``include_object``: the drift check skips the search objects made above."""
-    return not (reflected and name is not None and name.startswith(UNMANAGED))

@@ -2,6 +2,15 @@
 
 from dispatch.models.admin_session import AdminSession
 from dispatch.models.api_key import ApiKey
+from dispatch.models.catalog import (
+    CatalogChange,
+    CatalogOffer,
+    CatalogPricePoint,
+    CatalogProduct,
+    CatalogProvider,
+    CatalogProviderRequest,
+    CatalogProviderToken,
+)
 from dispatch.models.gateway import (
     GatewayAttempt,
     GatewayBreaker,
@@ -24,6 +33,13 @@ from dispatch.models.worker import WorkerRecord
 __all__ = [
     "AdminSession",
     "ApiKey",
+    "CatalogChange",
+    "CatalogOffer",
+    "CatalogPricePoint",
+    "CatalogProduct",
+    "CatalogProvider",
+    "CatalogProviderRequest",
+    "CatalogProviderToken",
     "GatewayAttempt",
     "GatewayBreaker",
     "GatewayClient",

@@ -1,0 +1,1 @@
+"""The catalogue: providers, normalised products and offers, price history, search and sync."""

@@ -1,0 +1,1 @@
+"""Provider adapters: one subpackage per vendor (parse.py pure, client.py with I/O)."""

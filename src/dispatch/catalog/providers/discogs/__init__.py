@@ -1,0 +1,1 @@
+"""Discogs: database search, marketplace stats and seller inventories."""

@@ -1,0 +1,1 @@
+"""eBay: the Browse API item search and its OAuth application token."""

@@ -1,0 +1,1 @@
+"""GOAT: product templates from its Algolia search index."""

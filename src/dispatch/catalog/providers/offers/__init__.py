@@ -1,0 +1,1 @@
+"""The Applifting offers microservice: registered products and their offers."""

@@ -1,0 +1,1 @@
+"""Shopify storefronts: the public products.json and predictive-search answers."""

@@ -1,0 +1,204 @@
+"""Catalogue search: one API over SQLite FTS5 and PostgreSQL full text.
+
+Terms are words of letters and digits (``"DD1391-100"`` is ``dd1391`` and ``100``; codes are
+also indexed without punctuation, so ``dd1391100`` finds it too); every term must match,
+the last one as a prefix when it has three characters or more. Title, SKU-like codes,
+brand and tags/categories are weighted in that order for the relevance sort. Sorting by
+price or newest pages by keyset (cursor = the last row's sort key and id); relevance pages
+by offset, up to ``MAX_RELEVANCE_OFFSET``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.errors import BadRequest
+from dispatch.models import CatalogProduct
+
+Sort = Literal["relevance", "price", "-price", "newest"]
+FTS_TABLE = "catalog_products_fts"
+MAX_TERMS = 12
+MAX_RELEVANCE_OFFSET = 10_000
+_WORD = re.compile(r"\w+", re.UNICODE)
+# bm25 column weights, in the FTS table's column order: title, brand, codes, keywords.
+_BM25 = f"bm25({FTS_TABLE}, 10.0, 4.0, 10.0, 2.0)"
+
+
+@dataclass(frozen=True)
+class Filters:
+    text: str | None = None
+    providers: tuple[str, ...] = ()
+    brand: str | None = None
+    min_price_minor: int | None = None
+    max_price_minor: int | None = None
+    currency: str | None = None
+    in_stock: bool | None = None
+    status: str | None = "active"  # None: every status
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[CatalogProduct]
+    next_cursor: str | None
+
+
+def terms(text: str | None) -> list[str]:
+    """The words of a query, lower-cased, at most ``MAX_TERMS``."""
+    return [word.lower()[:64] for word in _WORD.findall(text or "")][:MAX_TERMS]
+
+
+def fts5_query(words: Sequence[str]) -> str:
+    """An FTS5 MATCH expression: every word, the last as a prefix (3+ characters)."""
+    quoted = [f'"{word}"' for word in words]
+    if words and len(words[-1]) >= 3:
+        quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def tsquery(words: Sequence[str]) -> str:
+    """The same for ``to_tsquery('simple', …)``; words are letters and digits only."""
+    parts = [f"'{word}'" for word in words]
+    if words and len(words[-1]) >= 3:
+        parts[-1] += ":*"
+    return " & ".join(parts)
+
+
+def encode_cursor(values: dict[str, Any]) -> str:
+    raw = json.dumps(values, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequest("The cursor is not one this API gave out") from exc
+    if not isinstance(value, dict):
+        raise BadRequest("The cursor is not one this API gave out")
+    return value
+
+
+def _filtered(query: Select[Any], filters: Filters) -> Select[Any]:
+    p = CatalogProduct
+    if filters.providers:
+        query = query.where(p.provider.in_(filters.providers))
+    if filters.brand:
+        query = query.where(p.brand_key == filters.brand.strip().lower())
+    if filters.currency:
+        query = query.where(p.currency == filters.currency)
+    if filters.min_price_minor is not None:
+        query = query.where(p.price_minor >= filters.min_price_minor)
+    if filters.max_price_minor is not None:
+        query = query.where(p.price_minor <= filters.max_price_minor)
+    if filters.in_stock is not None:
+        query = query.where(p.in_stock.is_(filters.in_stock))
+    if filters.status:
+        query = query.where(p.status == filters.status)
+    return query
+
+
+def _text_match(dialect: str, words: Sequence[str]) -> tuple[ColumnElement[bool], Any]:
+    """The match condition and the relevance expression (lower is better on SQLite)."""
+    if dialect == "sqlite":
+        rowid: ColumnElement[int] = literal_column("rowid")
+        matched = (
+            select(rowid)
+            .select_from(text(FTS_TABLE))
+            .where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=fts5_query(words)))
+        )
+        return CatalogProduct.id.in_(matched), None
+    vector: ColumnElement[Any] = literal_column("catalog_products.search_vector")
+    query = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(words))
+    return vector.op("@@")(query), func.ts_rank_cd(vector, query)
+
+
+def _keyset(sort: Sort, cursor: dict[str, Any]) -> ColumnElement[bool]:
+    p = CatalogProduct
+    last_id = int(cursor.get("id", 0))
+    if sort == "newest":
+        return p.id < last_id
+    price = int(cursor.get("price", 0))
+    if sort == "price":
+        return or_(p.price_minor > price, and_(p.price_minor == price, p.id > last_id))
+    return or_(p.price_minor < price, and_(p.price_minor == price, p.id < last_id))
+
+
+async def _ranked_sqlite(
+    session: AsyncSession, words: Sequence[str], filters: Filters, limit: int, offset: int
+) -> list[CatalogProduct]:
+    """Relevance on SQLite: join the FTS table to read bm25 for each match."""
+    score: ColumnElement[float] = literal_column(_BM25).label("score")
+    fts = (
+        select(literal_column("rowid").label("rowid"), score)
+        .select_from(text(FTS_TABLE))
+        .where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=fts5_query(words)))
+        .subquery("fts")
+    )
+    query = _filtered(
+        select(CatalogProduct).join(fts, fts.c.rowid == CatalogProduct.id), filters
+    ).order_by(fts.c.score, CatalogProduct.id.desc())
+    return list((await session.scalars(query.offset(offset).limit(limit))).all())
+
+
+async def search(
+    session: AsyncSession,
+    filters: Filters,
+    *,
+    sort: Sort | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page:
+    """One page of products matching ``filters``, and the cursor of the next page."""
+    dialect = session.get_bind().dialect.name
+    words = terms(filters.text)
+    sort = sort or ("relevance" if words else "newest")
+    if sort == "relevance" and not words:
+        sort = "newest"
+    state = decode_cursor(cursor) if cursor else {}
+    if sort == "relevance":
+        offset = int(state.get("offset", 0))
+        if not 0 <= offset <= MAX_RELEVANCE_OFFSET:
+            raise BadRequest(f"Relevance pages stop at {MAX_RELEVANCE_OFFSET} results")
+        if dialect == "sqlite":
+            items = await _ranked_sqlite(session, words, filters, limit + 1, offset)
+        else:
+            match, rank = _text_match(dialect, words)
+            query = _filtered(select(CatalogProduct).where(match), filters)
+            query = query.order_by(rank.desc(), CatalogProduct.id.desc())
+            items = list((await session.scalars(query.offset(offset).limit(limit + 1))).all())
+        more = len(items) > limit
+        following = encode_cursor({"offset": offset + limit}) if more else None
+        return Page(items[:limit], following)
+    query = _filtered(select(CatalogProduct), filters)
+    if words:
+        query = query.where(_text_match(dialect, words)[0])
+    if sort == "newest":
+        query = query.order_by(CatalogProduct.id.desc())
+    else:
+        query = query.where(CatalogProduct.price_minor.is_not(None))
+        price = CatalogProduct.price_minor
+        order = (
+            (price, CatalogProduct.id)
+            if sort == "price"
+            else (price.desc(), CatalogProduct.id.desc())
+        )
+        query = query.order_by(*order)
+    if state:
+        query = query.where(_keyset(sort, state))
+    items = list((await session.scalars(query.limit(limit + 1))).all())
+    page = items[:limit]
+    following = None
+    if len(items) > limit:
+        last = page[-1]
+        following = encode_cursor({"id": last.id, "price": last.price_minor})
+    return Page(page, following)
