@@ -10,6 +10,7 @@ import pytest
 
 from dispatch.catalog import store
 from dispatch.catalog.records import OfferRecord, ProductRecord
+from dispatch.catalog.search import encode_cursor
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
@@ -189,5 +190,12 @@ async def test_bad_input_is_a_4xx_envelope(http: httpx.AsyncClient) -> None:
         response = await http.get("/api/v1/products", params=params, headers=ADMIN)
         assert response.status_code == 422, params
         assert response.json()["error"]["status"] == 422
-    cursor = await http.get("/api/v1/products", params={"cursor": "garbage!"}, headers=ADMIN)
-    assert cursor.status_code == 400
+    cases = [("garbage!", sort) for sort in ("newest", "relevance", "price")] + [
+        (encode_cursor({"id": "x"}), "newest"),
+        (encode_cursor({"offset": "x"}), "relevance"),
+        (encode_cursor({"price": None, "id": 1}), "price"),
+    ]
+    for cursor, sort in cases:
+        params = {"cursor": cursor, "sort": sort, "query": "jordan"}
+        response = await http.get("/api/v1/products", params=params, headers=ADMIN)
+        assert response.status_code == 400, (cursor, sort, response.text)

@@ -88,6 +88,13 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return value
 
 
+def _cursor_int(state: dict[str, Any], key: str) -> int:
+    value = state.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("The cursor is not one this API gave out")
+    return value
+
+
 def _filtered(query: Select[Any], filters: Filters) -> Select[Any]:
     p = CatalogProduct
     if filters.providers:
@@ -124,10 +131,10 @@ def _text_match(dialect: str, words: Sequence[str]) -> tuple[ColumnElement[bool]
 
 def _keyset(sort: Sort, cursor: dict[str, Any]) -> ColumnElement[bool]:
     p = CatalogProduct
-    last_id = int(cursor.get("id", 0))
+    last_id = _cursor_int(cursor, "id")
     if sort == "newest":
         return p.id < last_id
-    price = int(cursor.get("price", 0))
+    price = _cursor_int(cursor, "price")
     if sort == "price":
         return or_(p.price_minor > price, and_(p.price_minor == price, p.id > last_id))
     return or_(p.price_minor < price, and_(p.price_minor == price, p.id < last_id))
@@ -166,7 +173,7 @@ async def search(
         sort = "newest"
     state = decode_cursor(cursor) if cursor else {}
     if sort == "relevance":
-        offset = int(state.get("offset", 0))
+        offset = _cursor_int(state, "offset")
         if not 0 <= offset <= MAX_RELEVANCE_OFFSET:
             raise BadRequest(f"Relevance pages stop at {MAX_RELEVANCE_OFFSET} results")
         if dialect == "sqlite":
