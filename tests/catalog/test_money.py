@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from dispatch.catalog.money import MoneyError, currency_code, exponent, to_major, to_minor
+from dispatch.catalog.money import (
+    MoneyError,
+    currency_code,
+    exponent,
+    major_to_minor,
+    to_major,
+    to_minor,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,3 +108,25 @@ def test_to_major(minor: int | None, currency: str | None, major: float | None) 
 def test_to_major_inverts_to_minor() -> None:
     for amount, currency in [("189.99", "USD"), ("1299", "JPY"), ("1.234", "KWD")]:
         assert to_major(to_minor(amount, currency), currency) == float(amount)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "minor"),
+    [
+        ("19,99", "EUR", 1999),
+        ("19,9", "EUR", 1990),
+        ("1,299", "USD", 129900),
+        ("1.234,50 €", "EUR", 123450),
+        ("$1,234.50", "USD", 123450),
+    ],
+)
+def test_decimal_commas_and_grouping_are_told_apart(amount: str, currency: str, minor: int) -> None:
+    assert to_minor(amount, currency) == minor
+
+
+def test_major_to_minor_follows_the_currency() -> None:
+    assert major_to_minor(Decimal("120.5"), "USD") == 12050
+    assert major_to_minor(Decimal("1500"), "JPY") == 1500
+    assert major_to_minor(Decimal("1.234"), "KWD") == 1234
+    with pytest.raises(MoneyError):
+        major_to_minor(Decimal("1.001"), "USD")

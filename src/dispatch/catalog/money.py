@@ -12,7 +12,8 @@ _EXPONENTS = {
     "UGX": 0, "UYI": 0, "UYW": 4, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
 }  # fmt: skip
 _CODE = re.compile(r"^[A-Z]{3}$")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d{1,2}$")
+_NUMBER = re.compile(r"-?[\d.,]*\d")
 
 
 class MoneyError(ValueError):
@@ -34,8 +35,21 @@ def exponent(currency: str) -> int:
     return _EXPONENTS.get(currency.upper(), 2)
 
 
+def _plain_number(chunk: str) -> str:
+    """Separators resolved: "1,234.50" and "1.234,50" -> "1234.50"; "19,99" -> "19.99"."""
+    if "," in chunk and "." in chunk:
+        if chunk.rfind(",") > chunk.rfind("."):
+            return chunk.replace(".", "").replace(",", ".")
+        return chunk.replace(",", "")
+    if "," in chunk:
+        # One comma before one or two digits is a decimal comma; otherwise it groups thousands.
+        return chunk.replace(",", ".") if _DECIMAL_COMMA.match(chunk) else chunk.replace(",", "")
+    return chunk
+
+
 def to_minor(amount: str | int | float | Decimal | None, currency: str) -> int | None:
-    """``"197.00"`` USD -> 19700; ``"1,299"`` JPY -> 1299; None and ``""`` stay None.
+    """``"197.00"`` USD -> 19700; ``"1,299"`` JPY -> 1299; ``"19,99"`` EUR -> 1999; None and
+    ``""`` stay None.
 
     Strings may carry a currency sign or thousands separators ("$1,234.50"); floats go
     through their shortest repr so 189.99 stays 18999.
@@ -47,12 +61,12 @@ def to_minor(amount: str | int | float | Decimal | None, currency: str) -> int |
     if isinstance(amount, float):
         amount = repr(amount)
     if isinstance(amount, str):
-        found = _NUMBER.search(amount.replace(" ", ""))
+        found = _NUMBER.search(amount.replace(" ", "").replace("\u00a0", ""))
         if found is None:
             if amount.strip():
                 raise MoneyError(f"{amount!r} is not a price")
             return None
-        amount = found.group(0).replace(",", "")
+        amount = _plain_number(found.group(0))
     try:
         value = Decimal(amount)
     except InvalidOperation as exc:
@@ -71,3 +85,12 @@ def to_major(minor: int | None, currency: str | None) -> float | None:
         return None
     places = exponent(currency) if currency else 2
     return float(Decimal(minor).scaleb(-places))
+
+
+def major_to_minor(value: Decimal, currency: str | None) -> int:
+    """A user's amount in major units (``"120.50"``) as minor units of ``currency`` (USD
+    when none is given); MoneyError when it has more decimals than the currency has."""
+    scaled = value.scaleb(exponent(currency or "USD"))
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(f"{value} has more decimals than {currency or 'USD'} allows")
+    return int(scaled)

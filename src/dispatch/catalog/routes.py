@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 
 from dispatch.catalog import overview, products, requests, service
-from dispatch.catalog.money import currency_code, exponent
+from dispatch.catalog.money import MoneyError, currency_code, major_to_minor
 from dispatch.catalog.registry import OFFERS
 from dispatch.catalog.schedule import run_spec
 from dispatch.catalog.schemas import (
@@ -74,10 +74,10 @@ async def _known(runtime: Runtime, names: list[str]) -> list[str]:
 def _minor(value: Decimal | None, currency: str | None, name: str) -> int | None:
     if value is None:
         return None
-    scaled = value.scaleb(exponent(currency or "USD"))
-    if scaled != scaled.to_integral_value():
-        raise ValidationFailed(f"{name} has more decimals than the currency allows")
-    return int(scaled)
+    try:
+        return major_to_minor(value, currency)
+    except MoneyError as exc:
+        raise ValidationFailed(f"{name}: {exc}") from exc
 
 
 # Providers ----------------------------------------------------------------------------------
