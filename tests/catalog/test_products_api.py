@@ -216,3 +216,18 @@ async def test_products_from_providers_are_read_only(http: httpx.AsyncClient) ->
     pid = listed["results"][0]["id"]
     response = await http.put(f"{V1}/products/{pid}", json={"name": "mine"}, headers=ADMIN)
     assert response.status_code == 409
+
+
+async def test_the_sync_schedule_runs_the_offers_sync_by_itself(
+    catalog_settings: Settings, fake: FakeProviders
+) -> None:
+    settings = catalog_settings.model_copy(update={"sync_schedule": "* * * * * *"})
+    async with running_app(settings) as http:
+        product = await create(http, name="Lamp")
+        await registered(http, product["id"])
+        async with asyncio.timeout(30):  # the sweep runs every 5 s, the schedule every second
+            while not (  # noqa: ASYNC110 - the condition is in the database
+                await http.get(f"{V1}/products/{product['id']}/offers", headers=ADMIN)
+            ).json():
+                await asyncio.sleep(0.2)
+    assert fake.calls(f"/api/v1/products/{product['id']}/offers")

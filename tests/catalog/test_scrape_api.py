@@ -251,3 +251,46 @@ async def test_admin_edits_a_provider_and_the_edit_wins(
     assert reset.json()["enabled"] is True
     unknown = await http.patch(f"{V1}/providers/nope", json={"enabled": True}, headers=ADMIN)
     assert unknown.status_code == 404
+
+
+async def test_a_second_sync_while_one_is_queued_is_the_same_job(
+    http: httpx.AsyncClient, fake: FakeProviders
+) -> None:
+    fake.fail("/products.json", Fault(200, {}, b'{"products": []}', delay=1.0))
+    first = (await http.post(f"{V1}/providers/complexshop/sync", headers=ADMIN)).json()
+    second = (await http.post(f"{V1}/providers/complexshop/sync", headers=ADMIN)).json()
+    assert first["created"] is True
+    assert (second["job_id"], second["created"]) == (first["job_id"], False)
+
+
+async def test_goat_scrape_pages_through_the_index(
+    http: httpx.AsyncClient, fake: FakeProviders
+) -> None:
+    job = await sync(http, "goat")
+    assert job["state"] == "succeeded", job
+    hits = fake.algolia["hits"]
+    assert job["result"]["created"] == len(hits)
+    stored = {p["external_id"]: p for p in await products_of(http, "goat")}
+    first = hits[0]
+    product = stored[str(first["product_template_id"])]
+    assert product["style_code"] == first["sku"]
+    assert product["url"] == f"https://www.goat.com/sneakers/{first['slug']}"
+    assert product["compare_at_price_minor"] == first["retail_price_cents"]
+
+
+async def test_discogs_and_ebay_scrape_what_is_configured(
+    http: httpx.AsyncClient, fake: FakeProviders
+) -> None:
+    for name, options in (("discogs", {"seller": "example"}), ("ebay", {"queries": ["sneakers"]})):
+        edited = await http.patch(
+            f"{V1}/providers/{name}", json={"options": options}, headers=ADMIN
+        )
+        assert edited.status_code == 200, edited.text
+        job = await sync(http, name)
+        assert job["state"] == "succeeded", job
+        assert job["result"]["created"] >= 1, (name, job)
+    listing = (await products_of(http, "discogs"))[0]
+    assert listing["external_id"].startswith("listing:")
+    assert listing["price_minor"] is not None
+    assert fake.calls("/users/example/inventory")
+    assert len(await products_of(http, "ebay")) >= 1

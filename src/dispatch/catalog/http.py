@@ -10,7 +10,6 @@ it, so the job is retried later instead of holding a worker. Every attempt is re
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 import structlog
 
 from dispatch.catalog.provider import ProviderConfig, ProviderRejected, ProviderUnavailable
@@ -53,8 +53,8 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON; MalformedPayload when it is not."""
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return orjson.loads(self.body)
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedPayload(f"{self.provider}: the answer is not JSON ({exc})") from exc
 
     def text(self, limit: int = ERROR_BODY_LIMIT) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import orjson
 
 from dispatch.catalog.records import OfferRecord, ProductRecord
 
@@ -15,8 +16,8 @@ MAX_LIST = 50  # images, tags and categories kept per product
 MAX_TEXT = 4000  # characters of search text per column
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
 
 
 def code_key(value: str | None) -> str | None:
@@ -77,7 +78,7 @@ def content_hash(record: ProductRecord) -> str:
             [o.external_id, o.label, o.sku, o.compare_at_minor, o.attributes] for o in record.offers
         ],
     }
-    return hashlib.sha256(_canonical(projection).encode()).hexdigest()
+    return hashlib.sha256(_canonical(projection)).hexdigest()
 
 
 def product_values(record: ProductRecord) -> dict[str, Any]:

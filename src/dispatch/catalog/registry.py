@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dispatch import __version__
 from dispatch.catalog.http import ProviderHttp
 from dispatch.catalog.provider import Provider, ProviderConfig
 from dispatch.catalog.providers.discogs.client import DiscogsProvider
@@ -75,6 +76,8 @@ def default_configs(settings: Settings) -> dict[str, ProviderConfig]:
         ProviderConfig(
             "discogs", "discogs", _url(settings.discogs_base_url), "USD",
             enabled=bool(discogs_token), credentials={"token": discogs_token},
+            # Discogs wants a User-Agent naming the application, not a browser's.
+            options={"user_agent": f"{settings.app_name}/{__version__}"},
             rate_per_minute=60 if discogs_token else 25, schedule=every, **common,
         ),
         ProviderConfig(

@@ -9,7 +9,8 @@ products it did not see as ended.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +29,10 @@ from dispatch.catalog.provider import (
     Unsupported,
 )
 from dispatch.catalog.providers.offers.client import OffersProvider
-from dispatch.catalog.records import MalformedPayload
+from dispatch.catalog.records import MalformedPayload, ProductRecord
 from dispatch.catalog.registry import OFFERS, missing_credentials
 from dispatch.db.base import utcnow
+from dispatch.db.engine import Database
 from dispatch.models import CatalogProduct, CatalogProvider
 
 log = structlog.get_logger(__name__)
@@ -146,6 +148,32 @@ async def live_search(
     return result
 
 
+async def write_pages(
+    database: Database, pages: AsyncIterator[list[ProductRecord]]
+) -> tuple[store.UpsertSummary, int]:
+    """Write each page in its own transaction while the next one is fetched and parsed.
+
+    The provider's next page (network, then parsing on the event loop) overlaps the
+    database's work on this one: SQLite runs in its own thread, PostgreSQL in its server.
+    """
+    total = store.UpsertSummary()
+    count = 0
+    upcoming: asyncio.Future[list[ProductRecord] | None] = asyncio.ensure_future(anext(pages, None))
+    try:
+        while (records := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(anext(pages, None))
+            async with database.session() as session:
+                total.add(await store.upsert_products(session, records, utcnow()))
+            count += 1
+    finally:
+        if not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await upcoming
+        await pages.aclose()  # type: ignore[attr-defined]
+    return total, count
+
+
 async def scrape(ctx: CatalogContext, name: str) -> dict[str, Any]:
     """Page through everything a provider lists, one transaction per page."""
     config = await ctx.config(name)
@@ -153,19 +181,14 @@ async def scrape(ctx: CatalogContext, name: str) -> dict[str, Any]:
     if problem is not None:
         raise ProviderMisconfigured(name, problem.message)
     started = utcnow()
-    total = store.UpsertSummary()
-    pages = 0
     try:
-        async for records in ctx.build(config).scrape():
-            async with ctx.database.session() as session:
-                total.add(await store.upsert_products(session, records, utcnow()))
-            pages += 1
+        total, pages = await write_pages(ctx.database, ctx.build(config).scrape())
         async with ctx.database.session() as session:
             ended = await store.end_unseen(session, name, started, utcnow())
     except BaseException as exc:
         await ctx.flush_requests()
         await _record_run(ctx, name, started, error=str(exc) or type(exc).__name__)
-        log.warning("catalog.scrape_failed", provider=name, pages=pages, error=str(exc))
+        log.warning("catalog.scrape_failed", provider=name, error=str(exc))
         raise
     result = {
         "pages": pages,

@@ -10,21 +10,23 @@ So one multi-row INSERT, its ids sorted, gives the ids in row order.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import JSON, Table, TypeDecorator, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# From this many rows on, PostgreSQL inserts go through COPY (see _postgres_copy).
+POSTGRES_COPY_FROM = 100
 # Up to this many rows go in one statement; bigger inserts go in chunks of this size.
 SQLITE_ROWS_PER_STATEMENT = 64
-_SQLITE = sqlite.dialect()
 
 
 @functools.lru_cache(maxsize=256)
 def _sqlite_insert(
-    table: Table, keys: tuple[str, ...], count: int
+    table: Table, keys: tuple[str, ...], count: int, dialect: Dialect
 ) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
     """The SQL of a ``count``-row INSERT … RETURNING id, and each key's bind processor.
 
@@ -32,7 +34,7 @@ def _sqlite_insert(
     cost more than the round trips saved), so the SQL is built once per shape here and run
     with ``exec_driver_sql``; values go through the column types' own bind processors.
     """
-    prepare = _SQLITE.identifier_preparer
+    prepare = dialect.identifier_preparer
     columns = ", ".join(prepare.format_column(table.c[key]) for key in keys)
     row = "(" + ", ".join("?" for _ in keys) + ")"
     # Only identifiers from the table's metadata and placeholders: no value is in the text.
@@ -41,10 +43,58 @@ def _sqlite_insert(
         f"VALUES {', '.join(row for _ in range(count))} "
         f"RETURNING {prepare.format_column(table.c.id)}"
     )
+    # The engine's dialect, so JSON columns use its serializer (orjson), as ORM inserts do.
     processors = tuple(
-        table.c[key].type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for key in keys
+        table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
     )
     return sql, processors
+
+
+async def _postgres_copy(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Many rows on PostgreSQL: ids taken from the table's sequence, then one binary COPY.
+
+    About three times cheaper per row than INSERT … RETURNING for big batches (a catalogue
+    page); small batches (an ingest's few requests) keep the one-statement INSERT.
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("no PostgreSQL connection under the session")
+    ids: list[int] = [
+        record[0]
+        for record in await driver.fetch(
+            "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+            table.name,
+            len(rows),
+        )
+    ]
+    keys = tuple(rows[0])
+    dialect = connection.dialect
+    processors = tuple(_copy_processor(table.c[key].type, dialect) for key in keys)
+    records = [
+        (
+            new_id,
+            *(
+                process(row[key]) if process else row[key]
+                for key, process in zip(keys, processors, strict=True)
+            ),
+        )
+        for new_id, row in zip(ids, rows, strict=True)
+    ]
+    await driver.copy_records_to_table(table.name, records=records, columns=["id", *keys])
+    return ids
+
+
+def _copy_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """COPY takes Python values as asyncpg encodes them: JSON columns as serialised text."""
+    if isinstance(type_, TypeDecorator):
+        return None  # UTCDateTime and the like hand asyncpg an aware datetime already
+    if isinstance(type_, JSON):
+        serialise = dialect._json_serializer or json.dumps
+        return lambda value: None if value is None else serialise(value)
+    return None
 
 
 async def insert_returning_ids(
@@ -62,6 +112,8 @@ async def insert_returning_ids(
     if not rows:
         return []
     if session.get_bind().dialect.name != "sqlite":
+        if len(rows) >= POSTGRES_COPY_FROM and not postgres_also_returning:
+            return await _postgres_copy(session, table, rows)
         statement = insert(table).returning(
             table.c.id, *postgres_also_returning, sort_by_parameter_order=True
         )
@@ -71,7 +123,7 @@ async def insert_returning_ids(
     ids: list[int] = []
     for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
         chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-        sql, processors = _sqlite_insert(table, keys, len(chunk))
+        sql, processors = _sqlite_insert(table, keys, len(chunk), connection.dialect)
         params = tuple(
             process(row[key]) if process is not None else row[key]
             for row in chunk

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
@@ -90,12 +91,26 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
             raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns through orjson: several times faster than the json module."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_loads(value: Any) -> Any:
+    """The reverse; SQLite's NUMERIC affinity of a JSON column hands a number back as one."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 class Database:
     """Owns the engine and hands out sessions whose transaction commits on exit."""
 
     def __init__(self, settings: Settings) -> None:
         self.kind: DatabaseKind = settings.database_kind
-        options: dict[str, Any] = {"pool_size": settings.db_pool_size}
+        options: dict[str, Any] = {
+            "pool_size": settings.db_pool_size,
+            "json_serializer": json_dumps,
+            "json_deserializer": json_loads,
+        }
         options["max_overflow"] = settings.db_max_overflow
         if self.kind == "postgresql":
             server_settings = {"application_name": settings.app_name[:60]}

@@ -7,19 +7,20 @@ payload the shape broke; the lenient ones (``text``, ``identifier``, ``strings``
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import re
+from html import unescape
 from typing import Any
 
 from dispatch.catalog.money import MoneyError, currency_code, to_minor
 from dispatch.catalog.records import MalformedPayload
 
-# Tags that end a line of text: without a space there, "</li><li>" would glue two words.
-_BLOCK_TAGS = frozenset(
-    {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
-     "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
-     "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul"}
-)  # fmt: skip
-_HIDDEN_TAGS = frozenset({"script", "style", "template"})
+# Comments, script/style/template blocks with their content, and every other tag, matched in
+# one pass (each becomes a space). Markup inside a word ("<b>Wo</b>rd") splits it: a trade
+# for speed, as html.parser read a storefront page's descriptions at ~1,500 products/s.
+_MARKUP = re.compile(
+    r"<(?:!--.*?(?:-->|$)|(script|style|template)\b.*?(?:</\1\s*>|$)|[^>]*>)",
+    re.DOTALL | re.IGNORECASE,
+)
 
 
 def mapping(value: object, where: str) -> dict[str, Any]:
@@ -83,37 +84,11 @@ def money(amount: object) -> tuple[int | None, str | None]:
     return minor, currency
 
 
-class _TextCollector(HTMLParser):
-    """Collects the visible text of an HTML fragment, a space at each block boundary."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
-
-
 def html_to_text(html: object) -> str | None:
     """Visible text of an HTML fragment, entities decoded, whitespace collapsed; None if empty."""
     if not isinstance(html, str):
         return None
-    collector = _TextCollector()
-    collector.feed(html)
-    collector.close()
-    visible = " ".join("".join(collector.parts).split())
-    return visible or None
+    visible = _MARKUP.sub(" ", html)
+    if "&" in visible:
+        visible = unescape(visible)
+    return " ".join(visible.split()) or None
