@@ -174,3 +174,28 @@ async def test_listings_of_one_item_share_a_group_across_providers(db: Database)
     async with db.session(write=False) as session:
         keys = (await session.scalars(select(CatalogProduct.group_key))).all()
     assert set(keys) == {"code:AC1234100"}
+
+
+async def test_a_full_page_writes_every_product_offer_and_point(db: Database) -> None:
+    # 150 products: on PostgreSQL the inserts take the COPY path (from 100 rows on).
+    records = [shoe(str(n), price=10_000 + n) for n in range(150)]
+    summary = await upsert(db, *records)
+    assert summary.created == 150
+    assert len({ref.id for ref in summary.refs}) == len({ref.uid for ref in summary.refs}) == 150
+    async with db.session(write=False) as session:
+        prices = dict(
+            (
+                await session.execute(
+                    select(CatalogProduct.external_id, CatalogProduct.price_minor)
+                )
+            ).all()
+        )
+        offers = await session.scalar(select(func.count()).select_from(CatalogOffer))
+        raw = await session.scalar(
+            select(CatalogProduct.raw).where(CatalogProduct.external_id == "7")
+        )
+    assert prices == {str(n): 10_000 + n for n in range(150)}
+    assert offers == 300
+    assert raw == {"id": "7"}
+    assert await count(db, CatalogPricePoint) == 300
+    assert len(await changes(db)) == 150

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Table, event, select
 
 from dispatch.db.base import utcnow
-from dispatch.db.bulk import SQLITE_ROWS_PER_STATEMENT, insert_returning_ids
+from dispatch.db.bulk import POSTGRES_COPY_FROM, SQLITE_ROWS_PER_STATEMENT, insert_returning_ids
 from dispatch.db.engine import Database
 from dispatch.models import Job
 from tests.support import make_settings
@@ -43,7 +43,7 @@ def _row(index: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("count", [1, 5, SQLITE_ROWS_PER_STATEMENT + 7])
+@pytest.mark.parametrize("count", [1, 5, SQLITE_ROWS_PER_STATEMENT + 7, POSTGRES_COPY_FROM + 3])
 async def test_ids_come_back_in_row_order_with_values_intact(
     database: Database, count: int
 ) -> None:
@@ -59,9 +59,12 @@ async def test_ids_come_back_in_row_order_with_values_intact(
     event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
 
     assert len(ids) == count == len(set(ids))
+    assert ids == sorted(ids)
     inserts = [sql for sql in statements if sql.lstrip().upper().startswith("INSERT")]
     if database.kind == "sqlite":  # one statement per chunk, not one per row
         assert len(inserts) == -(-count // SQLITE_ROWS_PER_STATEMENT)
+    elif count >= POSTGRES_COPY_FROM:  # ids from the sequence, rows by COPY: no INSERT
+        assert inserts == []
     async with database.session(write=False) as session:
         stored = {job.id: job for job in (await session.scalars(select(Job))).all()}
     for index, job_id in enumerate(ids):
@@ -71,10 +74,11 @@ async def test_ids_come_back_in_row_order_with_values_intact(
         assert job.run_at == rows[index]["run_at"]
 
 
-async def test_a_rolled_back_insert_leaves_nothing(database: Database) -> None:
+@pytest.mark.parametrize("count", [2, POSTGRES_COPY_FROM])
+async def test_a_rolled_back_insert_leaves_nothing(database: Database, count: int) -> None:
     async def insert_then_fail() -> None:
         async with database.session() as session:
-            await insert_returning_ids(session, JOBS, [_row(0), _row(1)])
+            await insert_returning_ids(session, JOBS, [_row(i) for i in range(count)])
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, TypeDecorator, insert
+from sqlalchemy import JSON, Table, TypeDecorator, insert, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,18 +58,20 @@ async def _postgres_copy(
     About three times cheaper per row than INSERT … RETURNING for big batches (a catalogue
     page); small batches (an ingest's few requests) keep the one-statement INSERT.
     """
+    # Through SQLAlchemy, so this statement opens the session's transaction (BEGIN) and the
+    # COPY below runs inside it: a rollback takes the rows back.
+    ids = list(
+        await session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": len(rows)},
+        )
+    )
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     if driver is None:
         raise RuntimeError("no PostgreSQL connection under the session")
-    ids: list[int] = [
-        record[0]
-        for record in await driver.fetch(
-            "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
-            table.name,
-            len(rows),
-        )
-    ]
     keys = tuple(rows[0])
     dialect = connection.dialect
     processors = tuple(_copy_processor(table.c[key].type, dialect) for key in keys)
@@ -85,6 +87,16 @@ async def _postgres_copy(
     ]
     await driver.copy_records_to_table(table.name, records=records, columns=["id", *keys])
     return ids
+
+
+@functools.lru_cache(maxsize=256)
+def _covers_defaults(table: Table, keys: tuple[str, ...]) -> bool:
+    """COPY applies no Python-side column defaults: only rows that set every such column."""
+    return all(
+        column.name in keys
+        for column in table.columns
+        if column.default is not None and not column.primary_key
+    )
 
 
 def _copy_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -112,7 +124,11 @@ async def insert_returning_ids(
     if not rows:
         return []
     if session.get_bind().dialect.name != "sqlite":
-        if len(rows) >= POSTGRES_COPY_FROM and not postgres_also_returning:
+        if (
+            len(rows) >= POSTGRES_COPY_FROM
+            and not postgres_also_returning
+            and _covers_defaults(table, tuple(rows[0]))
+        ):
             return await _postgres_copy(session, table, rows)
         statement = insert(table).returning(
             table.c.id, *postgres_also_returning, sort_by_parameter_order=True
