@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table, TypeDecorator, insert, text
@@ -20,8 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 # From this many rows on, PostgreSQL inserts go through COPY (see _postgres_copy).
 POSTGRES_COPY_FROM = 100
-# Up to this many rows go in one statement; bigger inserts go in chunks of this size.
-SQLITE_ROWS_PER_STATEMENT = 64
+# Up to this many rows go in one statement; bigger inserts go in chunks of this size. A
+# catalogue page (250 products) is one statement; wide rows stay under SQLite's 32,766
+# parameters (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+SQLITE_ROWS_PER_STATEMENT = 250
+SQLITE_MAX_PARAMETERS = 32_000
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,6 +113,24 @@ def _copy_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None
     return None
 
 
+def _remembered(process: Callable[[Any], Any], memo: dict[datetime, Any]) -> Callable[[Any], Any]:
+    """A bind processor that formats each timestamp once per insert.
+
+    The rows of a batch share their ``now``: SQLite's datetime formatting (in Python) ran
+    for every one of the ten or so timestamp cells a catalogue product writes.
+    """
+
+    def bind(value: Any) -> Any:
+        if type(value) is datetime:
+            found = memo.get(value)
+            if found is None:
+                found = memo[value] = process(value)
+            return found
+        return process(value)
+
+    return bind
+
+
 async def insert_returning_ids(
     session: AsyncSession,
     table: Table,
@@ -137,9 +159,12 @@ async def insert_returning_ids(
     connection = await session.connection()
     keys = tuple(rows[0])
     ids: list[int] = []
-    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
+    memo: dict[datetime, Any] = {}
+    per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, SQLITE_MAX_PARAMETERS // len(keys)))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
         sql, processors = _sqlite_insert(table, keys, len(chunk), connection.dialect)
+        processors = tuple(_remembered(p, memo) if p is not None else None for p in processors)
         params = tuple(
             process(row[key]) if process is not None else row[key]
             for row in chunk
