@@ -227,6 +227,12 @@ async def test_providers_report_health_and_hide_secrets(
     assert details["universalstore"]["currency"] == "AUD"
     assert "discogs-token-abc" not in str(details["discogs"])
     assert details["discogs"]["credentials"]["token"].endswith("••••")
+    metrics = (await http.get("/metrics", headers=ADMIN)).text
+    assert 'dispatch_provider_requests_total{provider="complexshop",status="200"} 2.0' in metrics
+    assert (
+        'dispatch_catalog_products_written_total{provider="complexshop",result="created"} 2.0'
+        in (metrics)
+    )
 
 
 async def test_admin_edits_a_provider_and_the_edit_wins(

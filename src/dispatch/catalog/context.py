@@ -11,9 +11,12 @@ from dispatch.catalog.http import ProviderHttp, RateGate
 from dispatch.catalog.provider import Provider, ProviderConfig
 from dispatch.catalog.registry import KINDS, default_configs
 from dispatch.catalog.requests import RequestLog
+from dispatch.catalog.store import UpsertSummary
 from dispatch.catalog.tokens import TokenStore
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+from dispatch.telemetry.events import Telemetry
+from dispatch.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     import aiohttp
@@ -29,7 +32,9 @@ class UnknownProvider(KeyError):
 class CatalogContext:
     settings: Settings
     database: Database
-    requests: RequestLog = field(default_factory=RequestLog)
+    metrics: Metrics | None = None
+    telemetry: Telemetry | None = None  # seed 000's scraper.* and api.products events
+    requests: RequestLog = field(init=False)
     defaults: dict[str, ProviderConfig] = field(init=False)
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _gates: dict[str, RateGate] = field(default_factory=dict)
@@ -38,6 +43,19 @@ class CatalogContext:
 
     def __post_init__(self) -> None:
         self.defaults = default_configs(self.settings)
+        self.requests = RequestLog(metrics=self.metrics)
+
+    def emit(self, name: str, **attributes: object) -> None:
+        if self.telemetry is not None:
+            self.telemetry.emit(name, **attributes)
+
+    def count_written(self, provider: str, summary: UpsertSummary) -> None:
+        if self.metrics is None:
+            return
+        for result in ("created", "updated", "unchanged"):
+            amount = getattr(summary, result)
+            if amount:
+                self.metrics.catalog_products_written.labels(provider, result).inc(amount)
 
     def invalidate(self) -> None:
         self._cache = None

@@ -17,19 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.engine import Database
 from dispatch.models import CatalogProviderRequest
+from dispatch.telemetry.metrics import Metrics
 
 _TABLE: Table = CatalogProviderRequest.__table__  # type: ignore[assignment]
 
 
 class RequestLog:
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, metrics: Metrics | None = None) -> None:
         self._buffer: deque[dict[str, Any]] = deque(maxlen=capacity)
         self.dropped = 0
+        self.metrics = metrics
 
     def add(self, record: dict[str, Any]) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
         self._buffer.append(record)
+        if self.metrics is not None:
+            provider = record["provider"]
+            status = str(record["status"]) if record["status"] is not None else "error"
+            self.metrics.provider_requests.labels(provider, status).inc()
+            self.metrics.provider_request_seconds.labels(provider).observe(
+                record["duration_ms"] / 1000
+            )
 
     def __len__(self) -> int:
         return len(self._buffer)

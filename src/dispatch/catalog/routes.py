@@ -214,7 +214,7 @@ async def create_product(
 @router.get("/products/live", response_model=LiveOut)
 async def live_products(
     runtime: RuntimeDep,
-    _: ReadKey,
+    principal: ReadKey,
     providers: ProviderNames = [],  # noqa: B006
     query: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Per provider")] = 20,
@@ -225,6 +225,13 @@ async def live_products(
         n for n, c in known.items() if c.enabled and n != OFFERS
     )
     result = await service.live_search(runtime.catalog, names, query, limit)
+    runtime.telemetry.emit(
+        "api.products",
+        providers=names,
+        query=query,
+        count=sum(len(rows) for rows in result.products.values()),
+        client=principal.identity,
+    )
     return LiveOut(
         providers={n: [ProductOut.of(p) for p in rows] for n, rows in result.products.items()},
         errors={n: failure.as_json() for n, failure in result.errors.items()},

@@ -107,10 +107,12 @@ async def _live_one(
     ctx: CatalogContext, config: ProviderConfig, query: str | None, limit: int
 ) -> list[CatalogProduct]:
     records = await ctx.build(config).search(query, limit)
+    ctx.emit("scraper.fetch", provider=config.name, count=len(records), query=query)
     if not records:
         return []
     async with ctx.database.session() as session:
         written = await store.upsert_products(session, records, utcnow())
+    ctx.count_written(config.name, written)
     ids = [ref.id for ref in written.refs]
     async with ctx.database.session(write=False) as session:
         rows = {
@@ -142,6 +144,7 @@ async def live_search(
                 result.products[name] = await call
             except (ProviderError, MalformedPayload) as exc:
                 log.warning("catalog.live_failed", provider=name, error=str(exc))
+                ctx.emit("scraper.error", provider=name, error=str(exc))
                 result.errors[name] = failure_of(exc)
     finally:
         await ctx.flush_requests()
@@ -189,6 +192,7 @@ async def scrape(ctx: CatalogContext, name: str) -> dict[str, Any]:
         await ctx.flush_requests()
         await _record_run(ctx, name, started, error=str(exc) or type(exc).__name__)
         log.warning("catalog.scrape_failed", provider=name, error=str(exc))
+        ctx.emit("scraper.error", provider=name, error=str(exc) or type(exc).__name__)
         raise
     result = {
         "pages": pages,
@@ -201,7 +205,9 @@ async def scrape(ctx: CatalogContext, name: str) -> dict[str, Any]:
     }
     await ctx.flush_requests()
     await _record_run(ctx, name, started, result=result)
+    ctx.count_written(name, total)
     log.info("catalog.scraped", provider=name, **result)
+    ctx.emit("scraper.cycle", providers=[name], stored=total.created + total.updated, **result)
     return result
 
 

@@ -130,6 +130,25 @@ class Metrics:
             "Tasks delivered by a resource other than the first one tried",
             registry=self.registry,
         )
+        self.provider_requests = Counter(
+            "dispatch_provider_requests",
+            "Requests this process sent to catalogue providers, by provider and status (or error)",
+            ["provider", "status"],
+            registry=self.registry,
+        )
+        self.provider_request_seconds = Histogram(
+            "dispatch_provider_request_seconds",
+            "Duration of requests to catalogue providers, by provider",
+            ["provider"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.catalog_products_written = Counter(
+            "dispatch_catalog_products_written",
+            "Products written by scrapes and live searches, by provider and result",
+            ["provider", "result"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "dispatch_rate_limited",
             "Requests refused by a rate limit, by route group",
