@@ -282,7 +282,8 @@ async def sync_offers(
     return len(writes.changes)
 
 
-def _new_product_row(record: ProductRecord, now: datetime) -> dict[str, Any]:
+def new_product_row(record: ProductRecord, now: datetime) -> dict[str, Any]:
+    """Every column of a product first seen ``now`` (a new public id included)."""
     offers = [
         (o.price_minor, o.currency, o.available, o.stock, o.compare_at_minor) for o in record.offers
     ]
@@ -338,7 +339,7 @@ async def upsert_products(
         raise ValueError("one batch holds one provider's products")
     existing = await _existing_products(session, provider, list(unique))
     fresh = [r for key, r in unique.items() if key not in existing]
-    new_rows = [_new_product_row(r, now) for r in fresh]
+    new_rows = [new_product_row(r, now) for r in fresh]
     new_ids = await insert_returning_ids(session, _PRODUCTS, new_rows)
     refs: dict[str, ProductRef] = {}
     writes = _Writes()

@@ -1,0 +1,303 @@
+"""Catalogue benchmark: ingest products/s and memory, and search latency at a million products.
+
+Ingest parses recorded provider answers (Shopify's storefront page as recorded, GOAT's and
+eBay's re-typed answers) multiplied into full pages, and writes them with Dispatch's page
+writer, on SQLite and on PostgreSQL: new products, then the same pages again with every
+price changed (a re-scrape where everything moved). Each run is a process of its own
+(bench/catalog_ingest.py) so its RSS is its own. In the same run, seed 000's way of storing
+products (a SELECT per product, then an ORM INSERT or UPDATE) is the baseline.
+
+Search runs unranked (newest first), ranked (relevance) and filtered (brand, providers,
+price range, in stock; by price) queries over a generated catalogue of a million products
+on both databases; the baseline is the LIKE scan a catalogue without a text index does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent) in sys.path:
+    sys.path.remove(str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+from bench import common
+from bench.catalog_data import query_texts
+from bench.catalog_search import build, like_scan, percentile, queries, settings_for, time_queries
+
+from dispatch.config import Settings, load_settings
+from dispatch.db import migrations
+from dispatch.db.engine import Database
+from dispatch.telemetry.logging import configure_logging
+
+BENCHMARK = "catalog"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+INGEST_SCHEMA = "bench_catalog_ingest"
+INGEST_TARGET = 5_000.0
+UNRANKED_P95_TARGET = 50.0
+RANKED_P95_TARGET = 150.0
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Plan:
+    pages: dict[str, int]  # per source
+    baseline_pages: int
+    catalogue: int
+    queries_per_kind: int
+    warmup: int
+    like_queries: int
+
+
+FULL = Plan({"shopify": 80, "goat": 200, "ebay": 100}, 8, 1_000_000, 200, 30, 20)
+QUICK = Plan({"shopify": 8, "goat": 20, "ebay": 10}, 2, 100_000, 30, 5, 5)
+
+
+def report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ingest(url: str, schema: str | None, source: str, pages: int, **extra: Any) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        str(HERE / "catalog_ingest.py"),
+        "--database-url",
+        url,
+        "--source",
+        source,
+        "--pages",
+        str(pages),
+    ]
+    if schema:
+        argv += ["--schema", schema]
+    for name, value in extra.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=common.base_env(), check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{BENCHMARK}: ingest failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def _fresh(settings: Settings) -> None:
+    database = Database(settings)
+    try:
+        await migrations.upgrade(database)
+    finally:
+        await database.dispose()
+
+
+def measure_ingest(kind: str, plan: Plan, postgres_url: str, workdir: Path) -> dict[str, Any]:
+    if kind == "sqlite":
+        url, schema = f"sqlite:///{workdir / 'ingest.db'}", None
+        asyncio.run(_fresh(load_settings(None, database_url=url)))
+    else:
+        url, schema = postgres_url, INGEST_SCHEMA
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            connection.execute(f"CREATE SCHEMA {schema}")
+        asyncio.run(_fresh(load_settings(None, database_url=url, database_schema=schema)))
+    runs: dict[str, Any] = {}
+    for source, pages in plan.pages.items():
+        report(f"{kind}: ingest {source}, {pages} pages")
+        runs[f"{source}/new"] = ingest(url, schema, source, pages)
+        runs[f"{source}/rescrape"] = ingest(url, schema, source, pages, price_shift=100)
+    # Seed 000's way, on pages no run has written yet (new products, as its first cycle).
+    runs["shopify/seed000"] = ingest(
+        url, schema, "shopify", plan.baseline_pages, first_page=10_000, mode="seed000"
+    )
+    runs["shopify/dispatch-same-pages"] = ingest(
+        url, schema, "shopify", plan.baseline_pages, first_page=20_000
+    )
+    return runs
+
+
+async def measure_search(kind: str, plan: Plan, postgres_url: str) -> dict[str, Any]:
+    settings = settings_for(kind, plan.catalogue, postgres_url)
+    if kind == "postgresql":
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {settings.database_schema}")
+    database = Database(settings)
+    try:
+        report(f"{kind}: catalogue of {plan.catalogue:,} products")
+        built = await build(database, plan.catalogue, report)
+        report(f"{kind}: {plan.queries_per_kind} queries of each kind")
+        timings = await time_queries(database, queries(plan.queries_per_kind), plan.warmup)
+        timings["like-scan"] = await like_scan(
+            database, query_texts(plan.like_queries)[: plan.like_queries]
+        )
+    finally:
+        await database.dispose()
+    return {
+        "build_seconds": built,
+        "latency_ms": {
+            name: {
+                "p50": percentile(values, 50),
+                "p95": percentile(values, 95),
+                "max": max(values),
+                "queries": len(values),
+            }
+            for name, values in timings.items()
+        },
+    }
+
+
+def rows_for(
+    kind: str, ingest_runs: dict[str, Any], search_runs: dict[str, Any]
+) -> list[common.Row]:
+    out: list[common.Row] = []
+    same = ingest_runs["shopify/dispatch-same-pages"]["rate"]
+    seed = ingest_runs["shopify/seed000"]["rate"]
+    out.append(
+        common.Row(
+            "ingest shopify (new), products/s, vs seed 000's upsert",
+            same,
+            seed,
+            0,
+            f">= {INGEST_TARGET:,.0f}",
+            same >= INGEST_TARGET,
+        )
+    )
+    for source in ("shopify", "goat", "ebay"):
+        for phase in ("new", "rescrape"):
+            rate = ingest_runs[f"{source}/{phase}"]["rate"]
+            out.append(
+                common.Row(
+                    f"ingest {source} ({phase}), products/s",
+                    rate,
+                    None,
+                    0,
+                    f">= {INGEST_TARGET:,.0f}",
+                    rate >= INGEST_TARGET,
+                )
+            )
+    peak = max(run["peak_rss_mb"] for run in ingest_runs.values())
+    growth = max(
+        run["rss_samples_mb"][-2] - run["rss_samples_mb"][0]
+        for run in ingest_runs.values()
+        if len(run["rss_samples_mb"]) > 2
+    )
+    out.append(common.Row("peak RSS while ingesting, MB", peak, None, 1))
+    out.append(
+        common.Row(
+            "RSS growth from the first page to the last, MB",
+            growth,
+            None,
+            1,
+            "flat (<= 10)",
+            growth <= 10,
+        )
+    )
+    latency = search_runs["latency_ms"]
+    like = latency["like-scan"]["p95"]
+    for name, target in (
+        ("unranked", UNRANKED_P95_TARGET),
+        ("ranked", RANKED_P95_TARGET),
+        ("filtered", UNRANKED_P95_TARGET),
+    ):
+        p95 = latency[name]["p95"]
+        out.append(common.Row(f"search {name} p50, ms", latency[name]["p50"], None, 1))
+        out.append(
+            common.Row(
+                f"search {name} p95, ms, vs LIKE scan",
+                p95,
+                like,
+                1,
+                f"<= {target:.0f}",
+                p95 <= target,
+            )
+        )
+    return out
+
+
+def render(
+    tables: dict[str, list[common.Row]],
+    machine: dict[str, Any],
+    plan: Plan,
+    search_runs: dict[str, Any],
+) -> str:
+    header = ["metric", "Dispatch", "baseline", "ratio", "target", "met"]
+    sources = ", ".join(f"{n} pages of {s}" for s, n in plan.pages.items())
+    parts = [
+        "## Catalogue (`bench/catalog.py`)",
+        "",
+        f"Run {machine['date']} on {machine['cpu_count']} cores ({machine['cpu_model']}), "
+        f"Python {machine['python']}. Ingest: {sources}, new, then re-scraped with every price "
+        f"changed; seed 000's baseline on {plan.baseline_pages} Shopify pages against Dispatch "
+        f"on {plan.baseline_pages} other pages of the same kind. Search: {plan.catalogue:,} "
+        f"generated products, {plan.queries_per_kind} queries of each kind (after {plan.warmup} "
+        "warm-up queries), 20 results per page; baseline: a LIKE scan of the titles.",
+    ]
+    for kind, rows in tables.items():
+        built = search_runs[kind]["build_seconds"]
+        note = f" (catalogue built in {built:,.0f} s this run)" if built else " (cached catalogue)"
+        parts += [
+            "",
+            f"### {kind}{note}",
+            "",
+            common.markdown_table(header, [r.cells() for r in rows]),
+        ]
+    return "\n".join(parts)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="Small pages and catalogue")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    common.exit_on_sigterm()
+    for name in Settings.model_fields:
+        os.environ.pop(name.upper(), None)
+    configure_logging("WARNING", "console")
+    common.warn_if_busy()
+    machine = common.machine_info()
+    plan = QUICK if args.quick else FULL
+    kinds = [args.only] if args.only else ["sqlite", "postgresql"]
+    ingest_runs: dict[str, Any] = {}
+    search_runs: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-catalog-") as tmp:
+        for kind in kinds:
+            ingest_runs[kind] = measure_ingest(kind, plan, args.postgres_url, Path(tmp))
+            search_runs[kind] = asyncio.run(measure_search(kind, plan, args.postgres_url))
+    tables = {kind: rows_for(kind, ingest_runs[kind], search_runs[kind]) for kind in kinds}
+    payload = {
+        "benchmark": BENCHMARK,
+        "machine": machine,
+        "settings": asdict(plan) | {"quick": args.quick},
+        "ingest": ingest_runs,
+        "search": search_runs,
+        "summary": {kind: [row.as_json() for row in rows] for kind, rows in tables.items()},
+        "all_targets_met": all(
+            row.met for rows in tables.values() for row in rows if row.met is not None
+        ),
+    }
+    common.write_results(BENCHMARK, payload)
+    common.update_docs_section(BENCHMARK, render(tables, machine, plan, search_runs))
+    for kind, rows in tables.items():
+        print(
+            f"\n{kind}\n"
+            + common.markdown_table(
+                ["metric", "Dispatch", "baseline", "ratio", "target", "met"],
+                [r.cells() for r in rows],
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
