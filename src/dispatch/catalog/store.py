@@ -364,24 +364,21 @@ async def upsert_products(
             summary.relisted += 1
             writes.changes.append(_change(ref, "relisted", now, {"title": record.title}))
         values = normalise.product_values(record)
+        # One UPDATE per changed product, whatever changed: on PostgreSQL each rewrite of a
+        # row is a new tuple with its index entries, so a product is never written twice.
+        offer_summary = writes.summaries.pop(row.id, {})
         if values["content_hash"] != row.content_hash or row.status != "active":
-            summary.updated += 1
-            rewritten.append(
-                {
-                    "id": row.id,
-                    **values,
-                    "status": "active",
-                    "ended_at": None,
-                    "last_seen_at": now,
-                    "updated_at": now,
-                }
-            )
-        elif not offers_changed:
+            values.update(status="active", ended_at=None)
+        elif offer_summary:
+            values = {}
+        else:
             summary.unchanged += 1
             seen_only.append(row.id)
-        else:
-            summary.updated += 1
-            seen_only.append(row.id)
+            continue
+        summary.updated += 1
+        rewritten.append(
+            {"id": row.id, **values, **offer_summary, "last_seen_at": now, "updated_at": now}
+        )
     await _apply(session, writes, now)
     if rewritten:
         await session.execute(update(CatalogProduct), rewritten)
