@@ -92,7 +92,7 @@ async def test_an_unchanged_page_writes_no_history_and_no_changes(db: Database) 
 
 async def test_a_price_change_appends_one_point_and_one_change(db: Database) -> None:
     await upsert(db, shoe("1"))
-    await upsert(db, shoe("1", price=10000))
+    await upsert(db, shoe("1", price=10000, raw={"id": "1", "price": "100.00"}))
     assert await changes(db) == [
         ("new_listing", None),
         ("price_change", "1-9"),
@@ -112,6 +112,7 @@ async def test_a_price_change_appends_one_point_and_one_change(db: Database) -> 
         )
     assert product is not None
     assert product.price_minor == 10000
+    assert product.raw == {"id": "1", "price": "100.00"}  # the payload of the latest fetch
     assert list(points) == [12000, 10000]
     assert change is not None
     assert change.details["before"]["price_minor"] == 12000

@@ -370,7 +370,8 @@ async def upsert_products(
         if values["content_hash"] != row.content_hash or row.status != "active":
             values.update(status="active", ended_at=None)
         elif offer_summary:
-            values = {}
+            # Only prices or stock moved: the payload kept for re-parsing moves with them.
+            values = {"raw": values["raw"]}
         else:
             summary.unchanged += 1
             seen_only.append(row.id)
