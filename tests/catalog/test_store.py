@@ -7,10 +7,11 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from dispatch.catalog import store
 from dispatch.catalog.records import OfferRecord, ProductRecord
+from dispatch.catalog.service import ANALYZE_AFTER_CREATED, write_pages
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
@@ -200,3 +201,26 @@ async def test_a_full_page_writes_every_product_offer_and_point(db: Database) ->
     assert raw == {"id": "7"}
     assert await count(db, CatalogPricePoint) == 300
     assert len(await changes(db)) == 150
+
+
+async def test_a_big_first_scrape_refreshes_postgresql_statistics(db: Database) -> None:
+
+    from sqlalchemy import text
+
+    from dispatch.catalog.service import ANALYZE_AFTER_CREATED, write_pages
+
+    async def pages() -> AsyncIterator[list[ProductRecord]]:
+        for page in range(ANALYZE_AFTER_CREATED // 250 + 1):
+            yield [shoe(f"{page}-{n}") for n in range(250)]
+
+    total, count = await write_pages(db, pages())
+    assert (total.created, count) == (ANALYZE_AFTER_CREATED + 250, ANALYZE_AFTER_CREATED // 250 + 1)
+    if db.kind == "postgresql":  # stale statistics made each page read all the provider's rows
+        async with db.session(write=False) as session:
+            analyzed = await session.scalar(
+                text(
+                    "SELECT last_analyze FROM pg_stat_user_tables "
+                    "WHERE relname = 'catalog_products' AND schemaname = current_schema()"
+                )
+            )
+        assert analyzed is not None

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from dispatch.catalog import configs, products, store
 from dispatch.catalog.context import CatalogContext
@@ -151,6 +151,18 @@ async def live_search(
     return result
 
 
+# A first scrape fills the tables faster than autovacuum refreshes their statistics; with
+# stale ones PostgreSQL looked products up through the (provider, id) index, reading every
+# product of the provider for each page (a scrape's pages got slower as it went). So the
+# scrape analyzes the tables itself after 1,000, 10,000, 100,000… new products.
+ANALYZE_AFTER_CREATED = 1_000
+
+
+async def _analyze(database: Database) -> None:
+    async with database.session() as session:
+        await session.execute(text("ANALYZE catalog_products, catalog_offers"))
+
+
 async def write_pages(
     database: Database, pages: AsyncIterator[list[ProductRecord]]
 ) -> tuple[store.UpsertSummary, int]:
@@ -162,12 +174,16 @@ async def write_pages(
     total = store.UpsertSummary()
     count = 0
     upcoming: asyncio.Future[list[ProductRecord] | None] = asyncio.ensure_future(anext(pages, None))
+    analyzed_at = ANALYZE_AFTER_CREATED
     try:
         while (records := await upcoming) is not None:
             upcoming = asyncio.ensure_future(anext(pages, None))
             async with database.session() as session:
                 total.add(await store.upsert_products(session, records, utcnow()))
             count += 1
+            if database.kind == "postgresql" and total.created >= analyzed_at:
+                analyzed_at *= 10
+                await _analyze(database)
     finally:
         if not upcoming.done():
             upcoming.cancel()
