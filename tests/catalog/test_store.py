@@ -204,11 +204,6 @@ async def test_a_full_page_writes_every_product_offer_and_point(db: Database) ->
 
 
 async def test_a_big_first_scrape_refreshes_postgresql_statistics(db: Database) -> None:
-
-    from sqlalchemy import text
-
-    from dispatch.catalog.service import ANALYZE_AFTER_CREATED, write_pages
-
     async def pages() -> AsyncIterator[list[ProductRecord]]:
         for page in range(ANALYZE_AFTER_CREATED // 250 + 1):
             yield [shoe(f"{page}-{n}") for n in range(250)]
