@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -219,3 +220,12 @@ async def test_a_big_first_scrape_refreshes_postgresql_statistics(db: Database) 
                 )
             )
         assert analyzed is not None
+
+
+def test_new_uids_are_distinct_version_4_uuids() -> None:
+    uids = store.new_uids(500)
+    assert len(set(uids)) == 500
+    for uid in uids:
+        parsed = uuid.UUID(uid)
+        assert str(parsed) == uid
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
