@@ -153,12 +153,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("catalog_products", schema=None) as batch_op:
         batch_op.create_index("ix_catalog_products_brand", ["brand_key", "id"], unique=False)
-        batch_op.create_index("ix_catalog_products_group", ["group_key"], unique=False)
+        batch_op.create_index(
+            "ix_catalog_products_group",
+            ["group_key"],
+            unique=False,
+            postgresql_where=sa.text("group_key IS NOT NULL"),
+            sqlite_where=sa.text("group_key IS NOT NULL"),
+        )
         batch_op.create_index("ix_catalog_products_last_seen", ["last_seen_at"], unique=False)
         batch_op.create_index("ix_catalog_products_price", ["price_minor", "id"], unique=False)
         batch_op.create_index("ix_catalog_products_provider", ["provider", "id"], unique=False)
         batch_op.create_index(
-            "ix_catalog_products_registration", ["registration_status"], unique=False
+            "ix_catalog_products_registration",
+            ["registration_status"],
+            unique=False,
+            postgresql_where=sa.text("registration_status IS NOT NULL"),
+            sqlite_where=sa.text("registration_status IS NOT NULL"),
         )
     _search_objects()
 

@@ -19,20 +19,17 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dispatch.db.base import Base, utcnow
+from dispatch.db.base import Base, BigId, partial, utcnow
 
 PRODUCT_STATUSES = ("active", "ended")
 REGISTRATION_STATUSES = ("pending", "registered", "failed")
 CHANGE_KINDS = ("new_listing", "price_change", "stock_change", "ended", "relisted", "removed")
-
-_BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class CatalogProvider(Base):
@@ -83,7 +80,7 @@ class CatalogProviderRequest(Base):
         Index("ix_catalog_provider_requests_created", "created_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     provider: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(8))
     endpoint: Mapped[str] = mapped_column(Text)  # the path, without the query string
@@ -107,11 +104,16 @@ class CatalogProduct(Base):
         Index("ix_catalog_products_brand", "brand_key", "id"),
         Index("ix_catalog_products_price", "price_minor", "id"),
         Index("ix_catalog_products_last_seen", "last_seen_at"),
-        Index("ix_catalog_products_group", "group_key"),
-        Index("ix_catalog_products_registration", "registration_status"),
+        # Partial: most products have no group and no registration (only seed 001's do).
+        Index("ix_catalog_products_group", "group_key", **partial("group_key IS NOT NULL")),
+        Index(
+            "ix_catalog_products_registration",
+            "registration_status",
+            **partial("registration_status IS NOT NULL"),
+        ),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uid: Mapped[str] = mapped_column(String(36), unique=True)  # the public id (a UUID)
     provider: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(255))
@@ -160,7 +162,7 @@ class CatalogOffer(Base):
         UniqueConstraint("product_id", "external_id", name="uq_catalog_offers_product_external"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     product_id: Mapped[int] = mapped_column(
         ForeignKey("catalog_products.id", ondelete="CASCADE"), index=True
     )
@@ -186,7 +188,7 @@ class CatalogPricePoint(Base):
         Index("ix_catalog_price_points_product_observed", "product_id", "observed_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("catalog_products.id", ondelete="CASCADE"))
     offer_external_id: Mapped[str] = mapped_column(String(255))
     label: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -211,9 +213,9 @@ class CatalogChange(Base):
         Index("ix_catalog_changes_product", "product_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # No foreign key: a deleted product's changes stay readable by the feed's consumers.
-    product_id: Mapped[int] = mapped_column(_BigId)
+    product_id: Mapped[int] = mapped_column(BigId)
     product_uid: Mapped[str] = mapped_column(String(36))
     provider: Mapped[str] = mapped_column(String(64))
     offer_external_id: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -13,31 +13,21 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dispatch.db.base import Base, utcnow
+from dispatch.db.base import Base, BigId, partial, utcnow
 
 TASK_STATUSES = ("pending", "processing", "success", "failed", "held", "stopped")
 BREAKER_STATES = ("closed", "open", "half_open")
 HEALTH_METHODS = ("simple", "actual")
-
-_BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def _partial(condition: str) -> dict[str, Any]:
-    clause = text(condition)
-    return {"postgresql_where": clause, "sqlite_where": clause}
 
 
 class GatewayResource(Base):
@@ -243,11 +233,11 @@ class GatewayTask(Base):
             "client_id",
             "idempotency_key",
             unique=True,
-            **_partial("idempotency_key IS NOT NULL"),
+            **partial("idempotency_key IS NOT NULL"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[str] = mapped_column(String(40), unique=True)
     endpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("gateway_endpoints.id", ondelete="SET NULL"), default=None
@@ -267,7 +257,7 @@ class GatewayTask(Base):
         ForeignKey("gateway_resources.id", ondelete="SET NULL"), default=None
     )
     resource_name: Mapped[str | None] = mapped_column(String(200), default=None)
-    job_id: Mapped[int | None] = mapped_column(_BigId, default=None)
+    job_id: Mapped[int | None] = mapped_column(BigId, default=None)
     series: Mapped[int] = mapped_column(default=1)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=5)
@@ -290,9 +280,9 @@ class GatewayAttempt(Base):
     # The dashboard's deliveries per minute read the last hour only.
     __table_args__ = (Index("ix_gateway_attempts_started", "started_at"),)
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     task_id: Mapped[int] = mapped_column(
-        _BigId, ForeignKey("gateway_tasks.id", ondelete="CASCADE"), index=True
+        BigId, ForeignKey("gateway_tasks.id", ondelete="CASCADE"), index=True
     )
     series: Mapped[int] = mapped_column(default=1)
     attempt: Mapped[int] = mapped_column(default=1)
@@ -319,7 +309,7 @@ class GatewayHealthCheck(Base):
     __tablename__ = "gateway_health_checks"
     __table_args__ = (Index("ix_gateway_health_checks_resource", "resource_id", "checked_at"),)
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     resource_id: Mapped[int] = mapped_column(ForeignKey("gateway_resources.id", ondelete="CASCADE"))
     method: Mapped[str] = mapped_column(String(10))
     manual: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -11,27 +11,17 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     SmallInteger,
     String,
     Text,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dispatch.db.base import Base, utcnow
+from dispatch.db.base import Base, BigId, partial, utcnow
 
 JOB_STATES = ("scheduled", "available", "running", "succeeded", "failed", "cancelled")
 LIVE_STATES = ("scheduled", "available", "running")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
-_BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def _partial(condition: str) -> dict[str, Any]:
-    clause = text(condition)
-    return {"postgresql_where": clause, "sqlite_where": clause}
 
 
 class Job(Base):
@@ -43,14 +33,14 @@ class Job(Base):
         ),
         # The claim reads only this small index: available jobs in run order.
         Index(
-            "ix_jobs_fetch", "queue", "priority", "run_at", "id", **_partial("state = 'available'")
+            "ix_jobs_fetch", "queue", "priority", "run_at", "id", **partial("state = 'available'")
         ),
-        Index("ix_jobs_scheduled", "run_at", **_partial("state = 'scheduled'")),
-        Index("ix_jobs_lease", "lease_expires_at", **_partial("state = 'running'")),
-        Index("ix_jobs_concurrency", "concurrency_key", **_partial("state = 'running'")),
+        Index("ix_jobs_scheduled", "run_at", **partial("state = 'scheduled'")),
+        Index("ix_jobs_lease", "lease_expires_at", **partial("state = 'running'")),
+        Index("ix_jobs_concurrency", "concurrency_key", **partial("state = 'running'")),
         # What one remote node holds (its in-flight count and capacity in use).
-        Index("ix_jobs_owner", "lease_owner", **_partial("state = 'running'")),
-        Index("ix_jobs_finished", "finished_at", **_partial("finished_at IS NOT NULL")),
+        Index("ix_jobs_owner", "lease_owner", **partial("state = 'running'")),
+        Index("ix_jobs_finished", "finished_at", **partial("finished_at IS NOT NULL")),
         Index("ix_jobs_kind_state", "kind", "state"),
         # Enqueueing a dedupe key that is already live returns the live job instead.
         Index(
@@ -58,11 +48,11 @@ class Job(Base):
             "queue",
             "dedupe_key",
             unique=True,
-            **_partial("dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')"),
+            **partial("dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(100))
     queue: Mapped[str] = mapped_column(String(64), default="default")
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -96,9 +86,9 @@ class JobAttempt(Base):
 
     __tablename__ = "job_attempts"
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(
-        _BigId, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+        BigId, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
     )
     attempt: Mapped[int]
     worker: Mapped[str] = mapped_column(String(200))
