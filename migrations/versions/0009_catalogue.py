@@ -253,11 +253,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_offers")),
         sa.UniqueConstraint("product_id", "external_id", name="uq_catalog_offers_product_external"),
     )
-    with op.batch_alter_table("catalog_offers", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_catalog_offers_product_id"), ["product_id"], unique=False
-        )
-
     op.create_table(
         "catalog_price_points",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -290,9 +285,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_catalog_price_points_product_observed")
 
     op.drop_table("catalog_price_points")
-    with op.batch_alter_table("catalog_offers", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_catalog_offers_product_id"))
-
     op.drop_table("catalog_offers")
     op.drop_table("catalog_providers")
     op.drop_table("catalog_provider_tokens")

@@ -164,7 +164,8 @@ class CatalogOffer(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     product_id: Mapped[int] = mapped_column(
-        ForeignKey("catalog_products.id", ondelete="CASCADE"), index=True
+        # Looked up through the (product_id, external_id) unique index: no index of its own.
+        ForeignKey("catalog_products.id", ondelete="CASCADE")
     )
     external_id: Mapped[str] = mapped_column(String(255))
     label: Mapped[str | None] = mapped_column(String(255), default=None)
