@@ -101,7 +101,6 @@ async def get(
 
 async def update(
     session: AsyncSession,
-    settings: Settings,
     product_id: str,
     changes: dict[str, Any],
     now: datetime,

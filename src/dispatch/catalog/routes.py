@@ -280,23 +280,23 @@ async def _editable(session: SessionDep, product_id: str) -> None:
 
 @router.put("/products/{product_id}", response_model=ProductOut)
 async def replace_product(
-    product_id: str, data: ProductCreate, session: SessionDep, runtime: RuntimeDep, _: WriteKey
+    product_id: str, data: ProductCreate, session: SessionDep, _: WriteKey
 ) -> ProductOut:
     """Seed 001's full replace: an omitted description becomes null."""
     await _editable(session, product_id)
     changes = {"name": data.name, "description": data.description}
-    product = await products.update(session, runtime.settings, product_id, changes, utcnow())
+    product = await products.update(session, product_id, changes, utcnow())
     return ProductOut.of(product)
 
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
 async def patch_product(
-    product_id: str, data: ProductPatch, session: SessionDep, runtime: RuntimeDep, _: WriteKey
+    product_id: str, data: ProductPatch, session: SessionDep, _: WriteKey
 ) -> ProductOut:
     """Change only the fields sent."""
     await _editable(session, product_id)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
-    product = await products.update(session, runtime.settings, product_id, changes, utcnow())
+    product = await products.update(session, product_id, changes, utcnow())
     return ProductOut.of(product)
 
 

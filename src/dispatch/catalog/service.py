@@ -185,10 +185,12 @@ async def write_pages(
                 analyzed_at *= 10
                 await _analyze(database)
     finally:
+        # Stop fetching ahead, and take the fetch's own error (if any) so it is not left
+        # unretrieved: the error that ended the loop is the one that propagates.
         if not upcoming.done():
             upcoming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await upcoming
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await upcoming
         await pages.aclose()  # type: ignore[attr-defined]
     return total, count
 
