@@ -476,3 +476,26 @@ def test_price_charts_draw_steps_per_currency_to_now() -> None:
         f"{(eur.top + eur.bottom) / 2:.1f}"
     }
     assert price_charts([_point("a", None, "USD", 0)], now) == []
+
+
+async def test_edit_stores_options_from_json_and_refuses_bad_json(ui: httpx.AsyncClient) -> None:
+    page = await ui.get("/ui/catalog/providers/goat")
+    assert 'name="options_json"' in page.text
+    assert "product_variants_v2" in page.text  # the current options, shown in the textarea
+
+    options = '{"index": "product_variants_v2", "scrape_query": "jordan"}'
+    saved = await _edit(ui, "goat", **GOAT_FORM, options_json=options)
+    assert saved.status_code == 303
+    stored = await _api(ui, "/providers/goat")
+    assert stored["options"] == {"index": "product_variants_v2", "scrape_query": "jordan"}
+    assert stored["edited"] == ["options"]
+
+    for text, message in (
+        ("{not json", "Options: not valid JSON"),
+        ('["a list"]', "Options: must be a JSON object"),
+    ):
+        refused = await _edit(ui, "goat", **GOAT_FORM, options_json=text)
+        assert refused.status_code == 422
+        assert message in html.unescape(refused.text)
+        assert text in html.unescape(refused.text)  # shown as typed
+    assert (await _api(ui, "/providers/goat"))["options"]["scrape_query"] == "jordan"

@@ -7,6 +7,7 @@ step chart that the template draws as inline SVG.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -182,7 +183,27 @@ def provider_body(
     typed = {key: v for key, v in secrets.items() if isinstance(v, str) and v.strip()}
     if typed:
         data["credentials"] = typed
+    options = _options(form.get(OPTIONS_FIELD))
+    if options is not None and options != current.get("options"):
+        data["options"] = options
     return data
+
+
+OPTIONS_FIELD = "options_json"
+
+
+def _options(raw: object) -> dict[str, Any] | None:
+    """The options textarea as a JSON object; None when it was not sent."""
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip() or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormInvalid([f"Options: not valid JSON ({exc.msg}, line {exc.lineno})"]) from exc
+    if not isinstance(value, dict):
+        raise FormInvalid(['Options: must be a JSON object, e.g. {"queries": ["jordan"]}'])
+    return value
 
 
 # Price chart ---------------------------------------------------------------------------------

@@ -116,6 +116,13 @@ async def providers_page(
     return await _providers_page(request, session, runtime, user, notice)
 
 
+def _submitted_options(values: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    """What the options textarea shows: the refused text as typed, else the stored options."""
+    if values is not None and isinstance(values.get(forms.OPTIONS_FIELD), str):
+        return str(values[forms.OPTIONS_FIELD])
+    return pretty_json(current)
+
+
 async def _provider_page(
     request: Request,
     session: AsyncSession,
@@ -137,6 +144,8 @@ async def _provider_page(
         "credential_keys": _credential_keys(config),
         "credential_field": forms.credential_field,
         "options": pretty_json(view.options),
+        "options_field": forms.OPTIONS_FIELD,
+        "options_text": _submitted_options(values, view.options),
         "requests": await requests.recent(session, provider=name, limit=REQUESTS_SHOWN),
         "errors": errors,
         "notice": notice,
@@ -168,6 +177,9 @@ async def edit_provider(
     config = await _config(runtime, name)
     form = await request.form()
     submitted = values_from_form(form, forms.PROVIDER)
+    options_text = form.get(forms.OPTIONS_FIELD)
+    if isinstance(options_text, str):
+        submitted[forms.OPTIONS_FIELD] = options_text
     keys = _credential_keys(config)
     try:
         data = forms.provider_body(submitted, current.model_dump(), form, keys)
