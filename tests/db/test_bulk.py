@@ -10,7 +10,12 @@ import pytest
 from sqlalchemy import Table, event, select
 
 from dispatch.db.base import utcnow
-from dispatch.db.bulk import POSTGRES_COPY_FROM, SQLITE_ROWS_PER_STATEMENT, insert_returning_ids
+from dispatch.db.bulk import (
+    POSTGRES_COPY_FROM,
+    SQLITE_ROWS_PER_STATEMENT,
+    insert_returning_ids,
+    update_by_id,
+)
 from dispatch.db.engine import Database
 from dispatch.models import Job
 from tests.support import make_settings
@@ -85,3 +90,33 @@ async def test_a_rolled_back_insert_leaves_nothing(database: Database, count: in
         await insert_then_fail()
     async with database.session(write=False) as session:
         assert (await session.scalars(select(Job.id))).all() == []
+
+
+async def test_update_by_id_sets_each_rows_own_values(database: Database) -> None:
+    rows = [_row(index) for index in range(6)]
+    async with database.session() as session:
+        ids = await insert_returning_ids(session, JOBS, rows)
+    later = utcnow() + timedelta(hours=1)
+    changes: list[dict[str, Any]] = [
+        # Rows setting different columns, JSON and timestamps among them, and a null.
+        *(
+            {"id": job_id, "args": {"n": n}, "run_at": later, "dedupe_key": None}
+            for n, job_id in enumerate(ids[:3])
+        ),
+        *(
+            {"id": job_id, "priority": 7, "required_labels": ["gpu", str(n)]}
+            for n, job_id in enumerate(ids[3:5])
+        ),
+    ]
+    async with database.session() as session:
+        await update_by_id(session, JOBS, changes)
+    async with database.session(write=False) as session:
+        stored = {job.id: job for job in (await session.scalars(select(Job))).all()}
+    for n, job_id in enumerate(ids[:3]):
+        assert (stored[job_id].args, stored[job_id].run_at) == ({"n": n}, later)
+        assert stored[job_id].priority == 100
+    for n, job_id in enumerate(ids[3:5]):
+        assert (stored[job_id].priority, stored[job_id].required_labels) == (7, ["gpu", str(n)])
+        assert stored[job_id].args == rows[3 + n]["args"]
+    untouched = stored[ids[5]]
+    assert (untouched.args, untouched.priority) == (rows[5]["args"], 100)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.catalog import normalise
 from dispatch.catalog.records import OfferRecord, ProductRecord
-from dispatch.db.bulk import insert_returning_ids
+from dispatch.db.bulk import insert_returning_ids, update_by_id
 from dispatch.models import (
     CatalogChange,
     CatalogOffer,
@@ -250,7 +250,7 @@ async def _apply(session: AsyncSession, writes: _Writes, now: datetime) -> None:
     if writes.offers_new:
         await insert_returning_ids(session, _OFFERS, writes.offers_new)
     if writes.offers_updated:
-        await session.execute(update(CatalogOffer), writes.offers_updated)
+        await update_by_id(session, _OFFERS, writes.offers_updated)
     if writes.summaries:
         await session.execute(
             update(CatalogProduct),
@@ -399,7 +399,7 @@ async def upsert_products(
         )
     await _apply(session, writes, now)
     if rewritten:
-        await session.execute(update(CatalogProduct), rewritten)
+        await update_by_id(session, _PRODUCTS, rewritten)
     for start in range(0, len(seen_only), _IN_CHUNK):
         chunk = seen_only[start : start + _IN_CHUNK]
         await session.execute(

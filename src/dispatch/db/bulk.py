@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, TypeDecorator, insert, text
+from sqlalchemy import JSON, Table, TypeDecorator, bindparam, insert, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -176,3 +176,62 @@ async def insert_returning_ids(
             raise RuntimeError(f"inserted {len(chunk)} rows into {table.name}, got {len(new)} ids")
         ids.extend(new)
     return ids
+
+
+async def update_by_id(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Update rows by primary key, each with its own values (rows may set different columns).
+
+    On PostgreSQL each group of rows setting the same columns is one ``UPDATE … FROM
+    unnest(…)`` over arrays, instead of one execution per row; elsewhere (SQLite, in
+    process) SQLAlchemy's executemany is as cheap.
+    """
+    if not rows:
+        return
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(key for key in row if key != "id"), []).append(row)
+    if session.get_bind().dialect.name == "sqlite":
+        for keys, members in groups.items():
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({key: bindparam(key) for key in keys})
+            )
+            values = [{"row_id": row["id"], **{k: row[k] for k in keys}} for row in members]
+            await session.execute(statement, values)
+        return
+    connection = await session.connection()
+    for keys, members in groups.items():
+        sql, processors = _unnest_update(table, keys, connection.dialect)
+        params: dict[str, Any] = {"ids": [row["id"] for row in members]}
+        for index, (key, process) in enumerate(zip(keys, processors, strict=True)):
+            params[f"c{index}"] = [process(row[key]) if process else row[key] for row in members]
+        await session.execute(text(sql), params)
+
+
+@functools.lru_cache(maxsize=128)
+def _unnest_update(
+    table: Table, keys: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
+    """The SQL of one unnest-driven UPDATE for ``keys``, and each value's preparation."""
+    prepare = dialect.identifier_preparer
+    arrays = ["CAST(:ids AS BIGINT[])"]
+    columns = ["id"]
+    sets = []
+    for index, key in enumerate(keys):
+        column = table.c[key]
+        sql_type = column.type.compile(dialect=dialect)
+        arrays.append(f"CAST(:c{index} AS {sql_type}[])")
+        columns.append(f"c{index}")
+        sets.append(f"{prepare.format_column(column)} = v.c{index}")
+    name = prepare.format_table(table)
+    # Only identifiers from the table's metadata and placeholders: no value is in the text.
+    sql = (
+        f"UPDATE {name} SET {', '.join(sets)} "  # noqa: S608
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
+        f"WHERE {name}.id = v.id"
+    )
+    processors = tuple(_copy_processor(table.c[key].type, dialect) for key in keys)
+    return sql, processors
