@@ -232,14 +232,14 @@ Notes:
   description text: parsing, stripping the markup and writing that much per product caps the
   Shopify rows well below the GOAT and eBay ones (about 1 KB per item). Products/s counts
   parse (from bytes), normalise and write; making the pages is not timed.
-- **Ingest target.** 5,000 products/s is met on SQLite by the re-scrapes of the light GOAT and
-  eBay shapes and nearly by their first ingest (4,700 to 5,300 run to run), not by the recorded
-  Shopify page (1,800 to 2,300) and not on PostgreSQL (light shapes 3,200 to 3,700, Shopify 1,000
-  to 1,900; its server shares the two cores with the ingest). A re-scrape where every price moved
+- **Ingest target.** 5,000 products/s is met on SQLite by the light GOAT and eBay shapes, new
+  and re-scraped (5,200 to 5,900 in the last run), not by the recorded Shopify page (1,700 to
+  2,600); on PostgreSQL the light shapes reach 4,000 to 5,100 and the Shopify page 1,200 to
+  1,900 (its server shares the two cores with the ingest). A re-scrape where every price moved
   writes a price point and a change row per offer and rewrites every product (summary and raw
-  payload); on PostgreSQL each rewrite is a new tuple with its index entries (GIN included).
-  Against seed 000's per-product SELECT then INSERT or UPDATE on the same kind of pages, the page
-  writer is 1.8 to 3.2 times faster (the 8-page rows include their first page's warm-up).
+  payload), batched into one UPDATE ... FROM unnest(...) per table and page on PostgreSQL.
+  Against seed 000's per-product SELECT then INSERT or UPDATE on the same kind of pages, the
+  page writer is 2 to 3 times faster (the 8-page rows include their first page's warm-up).
 - **Memory.** RSS grows by the first page's working set, then stays flat (pages are streamed,
   one transaction each); the peak is the ingest process's whole RSS, Python included.
 - **Ranked search** scores the newest 5,000 matches that pass the filters (a query with fewer
