@@ -73,7 +73,6 @@ def _telemetry_client(settings: Settings) -> httpx.AsyncClient:
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     database = Database(settings)
     gateway = GatewayContext.build(settings, database, metrics)
-    catalog = CatalogContext(settings, database, metrics)
     endpoint = str(settings.telemetry_endpoint) if settings.telemetry_endpoint else None
     http = _telemetry_client(settings) if endpoint else None
     redis = _redis_client(settings.redis_url) if settings.redis_url else None
@@ -101,7 +100,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         batch_size=settings.telemetry_batch_size,
         flush_interval=settings.telemetry_flush_interval_seconds,
     )
-    catalog.telemetry = telemetry
+    catalog = CatalogContext(settings, database, metrics, telemetry)
     return Runtime(
         settings=settings,
         database=database,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -31,11 +33,18 @@ class RegisterArgs(BaseModel):
     product_id: str = Field(min_length=1, max_length=64)
 
 
-def _steer(error: ProviderUnavailable) -> RetryAfter | None:
-    """A provider that said when to come back: retry then, not on the queue's backoff."""
-    if error.retry_after is not None:
-        return RetryAfter(error.retry_after, str(error))
-    return None
+@contextlib.contextmanager
+def _steered(*permanent: type[Exception]) -> Iterator[None]:
+    """Provider errors as queue outcomes: ``permanent`` ones fail the job at once; a
+    provider that said when to come back is retried then, not on the queue's backoff."""
+    try:
+        yield
+    except permanent as exc:
+        raise PermanentFailure(str(exc)) from exc
+    except ProviderUnavailable as exc:
+        if exc.retry_after is not None:
+            raise RetryAfter(exc.retry_after, str(exc)) from exc
+        raise
 
 
 def register(registry: Registry, ctx: CatalogContext) -> None:
@@ -58,24 +67,16 @@ def register(registry: Registry, ctx: CatalogContext) -> None:
     @registry.register(schedule.SCRAPE_KIND, args=ScrapeArgs, policy=runs)
     async def scrape(context: JobContext, args: ScrapeArgs) -> HandlerResult:
         """Scrape one provider, page by page."""
-        try:
+        # Retrying will not fix a bad setting or a shape we cannot read: the next
+        # scheduled run tries again, and the provider shows the error meanwhile.
+        with _steered(ProviderMisconfigured, MalformedPayload):
             return await service.scrape(ctx, args.provider)
-        except (ProviderMisconfigured, MalformedPayload) as exc:
-            # Retrying will not fix a bad setting or a shape we cannot read: the next
-            # scheduled run tries again, and the provider shows the error meanwhile.
-            raise PermanentFailure(str(exc)) from exc
-        except ProviderUnavailable as exc:
-            raise (_steer(exc) or exc) from exc
 
     @registry.register(schedule.SYNC_KIND, policy=runs)
     async def sync_offers(context: JobContext, args: object) -> HandlerResult:
         """Synchronise every registered product's offers (seed 001)."""
-        try:
+        with _steered(ProviderMisconfigured):
             return await service.sync_offers(ctx)
-        except ProviderMisconfigured as exc:
-            raise PermanentFailure(str(exc)) from exc
-        except ProviderUnavailable as exc:
-            raise (_steer(exc) or exc) from exc
 
     registration = RetryPolicy(max_attempts=12, base_seconds=10.0, cap_seconds=3600.0)
 
@@ -83,10 +84,8 @@ def register(registry: Registry, ctx: CatalogContext) -> None:
     async def register_product(context: JobContext, args: RegisterArgs) -> HandlerResult:
         """Register one product with the offers service (409 counts as done)."""
         last = context.job.attempt >= context.job.max_attempts
-        try:
+        with _steered():
             return await service.register(ctx, args.product_id, last_attempt=last)
-        except ProviderUnavailable as exc:
-            raise (_steer(exc) or exc) from exc
 
     @registry.register(UPKEEP_KIND, policy=once)
     async def upkeep(context: JobContext, args: object) -> HandlerResult:

@@ -105,26 +105,19 @@ def product_values(record: ProductRecord) -> dict[str, Any]:
     }
 
 
-def offer_state(offer: OfferRecord) -> tuple[int | None, str | None, bool, int | None]:
-    """What price history and the change feed follow: price, currency, availability, stock."""
-    return (offer.price_minor, offer.currency, offer.available, offer.stock)
-
-
-def summary(
-    offers: Sequence[tuple[int | None, str | None, bool, int | None, int | None]],
-) -> dict[str, Any]:
-    """The product's offer summary from (price, currency, available, stock, compare_at) rows.
+def summary(offers: Sequence[OfferRecord]) -> dict[str, Any]:
+    """The product's offer summary, for filters and sorting.
 
     The price shown is the lowest among available offers, or the lowest of all when none
     is available, so an ended or sold-out product still shows what it cost.
     """
-    priced = [o for o in offers if o[0] is not None]
-    pool = [o for o in priced if o[2]] or priced
-    best = min(pool, key=lambda o: o[0] or 0) if pool else None
+    priced = [o for o in offers if o.price_minor is not None]
+    pool = [o for o in priced if o.available] or priced
+    best = min(pool, key=lambda o: o.price_minor or 0) if pool else None
     return {
-        "price_minor": best[0] if best else None,
-        "currency": best[1] if best else None,
-        "compare_at_minor": best[4] if best else None,
-        "in_stock": any(o[2] and (o[3] is None or o[3] > 0) for o in offers),
+        "price_minor": best.price_minor if best else None,
+        "currency": best.currency if best else None,
+        "compare_at_minor": best.compare_at_minor if best else None,
+        "in_stock": any(o.available and (o.stock is None or o.stock > 0) for o in offers),
         "offer_count": len(offers),
     }

@@ -17,27 +17,31 @@ from dispatch.errors import NotFound
 from dispatch.models import CatalogProduct, CatalogProvider
 
 
-async def _counts(session: AsyncSession) -> dict[str, tuple[int, int, int]]:
-    rows = await session.execute(
-        select(
-            CatalogProduct.provider,
-            func.count(),
-            func.sum(cast(CatalogProduct.status == "active", Integer)),
-            func.sum(cast(CatalogProduct.in_stock, Integer)),
-        ).group_by(CatalogProduct.provider)
-    )
+async def _counts(session: AsyncSession, only: str | None) -> dict[str, tuple[int, int, int]]:
+    query = select(
+        CatalogProduct.provider,
+        func.count(),
+        func.sum(cast(CatalogProduct.status == "active", Integer)),
+        func.sum(cast(CatalogProduct.in_stock, Integer)),
+    ).group_by(CatalogProduct.provider)
+    if only is not None:  # one provider's page need not count the whole catalogue
+        query = query.where(CatalogProduct.provider == only)
+    rows = await session.execute(query)
     return {row[0]: (int(row[1]), int(row[2] or 0), int(row[3] or 0)) for row in rows}
 
 
-async def views(ctx: CatalogContext, session: AsyncSession) -> list[ProviderOut]:
-    """Every provider, sorted by name."""
+async def views(
+    ctx: CatalogContext, session: AsyncSession, only: str | None = None
+) -> list[ProviderOut]:
+    """Every provider (or only the one named), sorted by name."""
     loaded = await configs.load(session, ctx.defaults)
-    counts = await _counts(session)
-    recent = {
-        s["provider"]: s for s in await requests.summary(session, utcnow() - timedelta(days=1))
-    }
+    counts = await _counts(session, only)
+    since = utcnow() - timedelta(days=1)
+    recent = {s["provider"]: s for s in await requests.summary(session, since, only)}
     out = []
     for name in sorted(loaded):
+        if only is not None and name != only:
+            continue
         config, row = loaded[name]
         problem = usable(config)
         stats: dict[str, Any] = recent.get(name, {})
@@ -88,9 +92,8 @@ async def views(ctx: CatalogContext, session: AsyncSession) -> list[ProviderOut]
 
 
 async def view(ctx: CatalogContext, session: AsyncSession, name: str) -> ProviderOut:
-    for provider in await views(ctx, session):
-        if provider.name == name:
-            return provider
+    for provider in await views(ctx, session, only=name):
+        return provider
     raise NotFound(f"No provider named {name!r}", details={"provider": name})
 
 

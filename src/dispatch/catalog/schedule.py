@@ -48,8 +48,11 @@ async def sweep(ctx: CatalogContext, now: datetime) -> list[str]:
     """Enqueue the run of every provider that is due; the names enqueued."""
     enqueued: list[str] = []
     async with ctx.database.session() as session:
-        await configs.ensure_rows(session, ctx.defaults, now)
-        for name, (config, row) in (await configs.load(session, ctx.defaults)).items():
+        loaded = await configs.load(session, ctx.defaults)
+        if any(row is None for _, row in loaded.values()):  # first sweep: no write otherwise
+            await configs.ensure_rows(session, ctx.defaults, now)
+            loaded = await configs.load(session, ctx.defaults)
+        for name, (config, row) in loaded.items():
             if row is None or not config.schedule.strip() or usable(config) is not None:
                 continue
             try:

@@ -126,8 +126,15 @@ def _filtered(query: Select[Any], filters: Filters) -> Select[Any]:
     return query
 
 
-def _text_match(dialect: str, words: Sequence[str]) -> tuple[ColumnElement[bool], Any]:
-    """The match condition and the relevance expression (lower is better on SQLite)."""
+_VECTOR: ColumnElement[Any] = literal_column("catalog_products.search_vector")
+
+
+def _ts_query(words: Sequence[str]) -> ColumnElement[Any]:
+    return func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(words))
+
+
+def _text_match(dialect: str, words: Sequence[str]) -> ColumnElement[bool]:
+    """The condition that finds products matching every word."""
     if dialect == "sqlite":
         rowid: ColumnElement[int] = literal_column("rowid")
         matched = (
@@ -135,10 +142,8 @@ def _text_match(dialect: str, words: Sequence[str]) -> tuple[ColumnElement[bool]
             .select_from(text(FTS_TABLE))
             .where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=fts5_query(words)))
         )
-        return CatalogProduct.id.in_(matched), None
-    vector: ColumnElement[Any] = literal_column("catalog_products.search_vector")
-    query = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(words))
-    return vector.op("@@")(query), func.ts_rank_cd(vector, query)
+        return CatalogProduct.id.in_(matched)
+    return _VECTOR.op("@@")(_ts_query(words))
 
 
 def _keyset(sort: Sort, cursor: dict[str, Any]) -> ColumnElement[bool]:
@@ -183,16 +188,16 @@ def _ranked(
         scored = select(candidates.c.pid, candidates.c.score)
         best = candidates.c.score.asc()  # bm25: lower is better
     else:
-        match, _ = _text_match(dialect, words)
-        vector: ColumnElement[Any] = literal_column("catalog_products.search_vector")
         inner = _filtered(
-            select(CatalogProduct.id.label("pid"), vector.label("vector")).where(match), filters
+            select(CatalogProduct.id.label("pid"), _VECTOR.label("vector")).where(
+                _text_match(dialect, words)
+            ),
+            filters,
         )
         candidates = (
             inner.order_by(CatalogProduct.id.desc()).limit(MAX_RANKED_CANDIDATES).subquery()
         )
-        query = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(words))
-        rank = func.ts_rank_cd(candidates.c.vector, query)
+        rank = func.ts_rank_cd(candidates.c.vector, _ts_query(words))
         scored = select(candidates.c.pid, (-rank).label("score"))
         best = (-rank).asc()
     page = scored.order_by(best, candidates.c.pid.desc()).offset(offset).limit(limit).subquery()
@@ -232,7 +237,7 @@ async def search(
     if newest_by_fts:
         query = _from_fts(query, words)
     elif words:
-        query = query.where(_text_match(dialect, words)[0])
+        query = query.where(_text_match(dialect, words))
     if sort == "newest":
         query = query.order_by((_FTS.c.rowid if newest_by_fts else CatalogProduct.id).desc())
     else:

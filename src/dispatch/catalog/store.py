@@ -141,22 +141,14 @@ def _diff_offers(
     by_id = {row["external_id"]: row for row in existing}
     seen: set[str] = set()
     changed = False
-    kept: list[tuple[int | None, str | None, bool, int | None, int | None]] = []
+    kept: list[OfferRecord] = []
     for offer in incoming:
         key = offer.external_id[:255]
         if key in seen:
             continue
         seen.add(key)
         row = _offer_row(ref.id, offer, now)
-        kept.append(
-            (
-                offer.price_minor,
-                offer.currency,
-                offer.available,
-                offer.stock,
-                offer.compare_at_minor,
-            )
-        )
+        kept.append(offer)
         old = by_id.get(key)
         if old is None:
             writes.offers_new.append(row)
@@ -300,15 +292,12 @@ def new_uids(count: int) -> list[str]:
 
 def new_product_row(record: ProductRecord, now: datetime, uid: str | None = None) -> dict[str, Any]:
     """Every column of a product first seen ``now`` (a new public id unless ``uid`` is given)."""
-    offers = [
-        (o.price_minor, o.currency, o.available, o.stock, o.compare_at_minor) for o in record.offers
-    ]
     return {
         "uid": uid or new_uids(1)[0],
         "provider": record.provider,
         "external_id": record.external_id[:255],
         **normalise.product_values(record),
-        **normalise.summary(offers),
+        **normalise.summary(record.offers),
         "status": "active",
         "registration_status": None,
         "registration_error": None,
