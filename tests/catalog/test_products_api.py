@@ -97,10 +97,46 @@ async def test_crud_and_its_404_and_422_paths(http: httpx.AsyncClient) -> None:
     assert [c["kind"] for c in changes if c["product_id"] == pid] == ["new_listing", "removed"]
 
 
+ANY_ID = "00000000-0000-4000-8000-000000000000"
+CATALOGUE_ROUTES = [
+    ("GET", "/providers"),
+    ("GET", "/providers/goat"),
+    ("PATCH", "/providers/goat"),
+    ("POST", "/providers/goat/sync"),
+    ("GET", "/provider-requests"),
+    ("GET", "/provider-requests/summary"),
+    ("GET", "/products"),
+    ("POST", "/products"),
+    ("GET", "/products/live"),
+    ("GET", "/products/cache"),
+    ("GET", f"/products/{ANY_ID}"),
+    ("PUT", f"/products/{ANY_ID}"),
+    ("PATCH", f"/products/{ANY_ID}"),
+    ("DELETE", f"/products/{ANY_ID}"),
+    ("GET", f"/products/{ANY_ID}/offers"),
+    ("GET", f"/products/{ANY_ID}/history"),
+    ("GET", "/catalog/changes"),
+]
+
+
 async def test_routes_need_a_key(http: httpx.AsyncClient) -> None:
-    for method, path in (("GET", "/products"), ("POST", "/products"), ("GET", "/providers")):
+    for method, path in CATALOGUE_ROUTES:
         response = await http.request(method, f"{V1}{path}", json={"name": "x"})
-        assert response.status_code == 401, path
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_a_read_key_reads_but_does_not_change(http: httpx.AsyncClient) -> None:
+    created = await http.post(
+        f"{V1}/keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN
+    )
+    reader = {"X-Dispatch-Key": created.json()["key"]}
+    for method, path in CATALOGUE_ROUTES:
+        response = await http.request(method, f"{V1}{path}", json={"name": "x"}, headers=reader)
+        if method == "GET" and path != "/products/live":
+            assert response.status_code in (200, 404), (method, path, response.text)
+        elif method != "GET":
+            assert response.status_code == 403, (method, path)
 
 
 async def test_sync_reconciles_offers_inserts_updates_and_removes(
