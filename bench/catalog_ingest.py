@@ -3,7 +3,9 @@
 Recorded provider answers (multiplied into full pages, see catalog_data) arrive as bytes
 and go through the real parser and Dispatch's page writer (``write_pages``: each page in
 its own transaction while the next is parsed), or, for comparison, through the way seed 000
-stored products (one SELECT per product, then an INSERT or an UPDATE through the ORM).
+stored products (one SELECT per product, then an INSERT or an UPDATE through the ORM), or
+through the parser alone (``--mode parse``: bytes to ProductRecords, nothing written), the
+ceiling any writer has on one core.
 Prints one JSON line: products, seconds, rate and RSS samples.
 """
 
@@ -117,6 +119,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         started = time.perf_counter()
         if args.mode == "dispatch":
             await write_pages(database, job.pages())
+        elif args.mode == "parse":
+            async for _ in job.pages():
+                pass
         else:
             await job.seed_000(database)
         seconds = time.perf_counter() - started - job.untimed
@@ -143,7 +148,7 @@ def main() -> int:
     parser.add_argument("--pages", type=int, required=True)
     parser.add_argument("--first-page", type=int, default=0)
     parser.add_argument("--price-shift", type=int, default=0)
-    parser.add_argument("--mode", choices=("dispatch", "seed000"), default="dispatch")
+    parser.add_argument("--mode", choices=("dispatch", "seed000", "parse"), default="dispatch")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))))
     return 0
