@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.catalog.provider import ProviderConfig
+from dispatch.db.bulk import conflict_insert
 from dispatch.models import CatalogProvider
 
 EDITABLE = (
@@ -67,11 +67,12 @@ async def ensure_rows(
     session: AsyncSession, defaults: Mapping[str, ProviderConfig], now: datetime
 ) -> None:
     """Create the state row of every configured provider that has none yet."""
-    insert = postgresql.insert if session.get_bind().dialect.name != "sqlite" else sqlite.insert
     rows = [_row_values(config, now) for config in defaults.values()]
     if rows:
         await session.execute(
-            insert(CatalogProvider).values(rows).on_conflict_do_nothing(index_elements=["name"])
+            conflict_insert(session, CatalogProvider)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["name"])
         )
 
 

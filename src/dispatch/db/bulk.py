@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table, TypeDecorator, bindparam, insert, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,12 @@ POSTGRES_COPY_FROM = 100
 # parameters (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
 SQLITE_ROWS_PER_STATEMENT = 250
 SQLITE_MAX_PARAMETERS = 32_000
+
+
+def conflict_insert(session: AsyncSession, table: Any) -> Any:
+    """The database's own INSERT for ``table``, which has ``on_conflict_do_nothing``/``_update``."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 @functools.lru_cache(maxsize=256)

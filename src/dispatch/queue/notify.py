@@ -77,9 +77,28 @@ async def note_enqueued(
 
 async def listen(database: Database, wake: Waker, *, retry_seconds: float = 1.0) -> None:
     """LISTEN for enqueues on a connection of its own until cancelled (PostgreSQL only)."""
+    await listen_channel(
+        database,
+        CHANNEL,
+        lambda payload: wake({payload}),
+        on_connect=lambda: wake(set()),  # anything enqueued while we were not listening
+        retry_seconds=retry_seconds,
+    )
+
+
+async def listen_channel(
+    database: Database,
+    channel: str,
+    on_payload: Callable[[str], None],
+    *,
+    on_connect: Callable[[], None] | None = None,
+    retry_seconds: float = 1.0,
+) -> None:
+    """LISTEN on ``channel`` on a connection of its own until cancelled, reconnecting with
+    backoff when the connection is lost (PostgreSQL only)."""
 
     def on_notify(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        wake({payload})
+        on_payload(payload)
 
     delay = retry_seconds
     while True:
@@ -89,14 +108,15 @@ async def listen(database: Database, wake: Waker, *, retry_seconds: float = 1.0)
                 driver: Any = raw.driver_connection
                 lost = asyncio.Event()
                 driver.add_termination_listener(lambda _connection, lost=lost: lost.set())
-                await driver.add_listener(CHANNEL, on_notify)
+                await driver.add_listener(channel, on_notify)
                 delay = retry_seconds
-                wake(set())  # anything enqueued while we were not listening
+                if on_connect is not None:
+                    on_connect()
                 await lost.wait()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the poll covers the gap; try again shortly
-            log.warning("queue.listen_failed", error=str(exc), retry_in=delay)
+        except Exception as exc:  # callers have a fallback for the gap; try again shortly
+            log.warning("db.listen_failed", channel=channel, error=str(exc), retry_in=delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
 

@@ -54,6 +54,22 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._schedules: dict[str, ScheduleSpec] = {}
+        self._loops: dict[str, Callable[[], Awaitable[None]]] = {}
+
+    def loop(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Run ``factory()`` beside every worker's claim loop, for as long as the worker runs.
+
+        For work that must follow the database more closely than a schedule's one-second
+        slots allow (the watch domain follows the catalogue's change feed); the loop must
+        tolerate several workers running it at once.
+        """
+        if name in self._loops:
+            raise ValueError(f"a loop named {name!r} is already registered")
+        self._loops[name] = factory
+
+    @property
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        return dict(self._loops)
 
     def schedule(self, spec: ScheduleSpec) -> None:
         """Run ``spec.kind`` at every slot of ``spec.expression`` (validated now, not at 3 a.m.)."""

@@ -38,11 +38,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import UTCDateTime, utcnow
-from dispatch.db.bulk import insert_returning_ids
+from dispatch.db.bulk import conflict_insert, insert_returning_ids
 from dispatch.db.engine import Database
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobAttempt
@@ -129,11 +129,6 @@ class ClaimedJob:
     required_capacity: int = 0
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert(Job) if dialect == "postgresql" else sqlite.insert(Job)
-
-
 async def enqueue(session: AsyncSession, spec: JobSpec) -> Enqueued:
     """Add a job in the caller's transaction; a live duplicate is returned instead."""
     return (await enqueue_many(session, [spec]))[0]
@@ -169,7 +164,7 @@ async def _insert_plain(
 
 async def _insert_deduped(session: AsyncSession, spec: JobSpec, now: datetime) -> Enqueued:
     statement = (
-        _insert_for(session)
+        conflict_insert(session, Job)
         .values(spec.values(now))
         .on_conflict_do_nothing(
             index_elements=["queue", "dedupe_key"], index_where=_DEDUPE_INDEX_WHERE

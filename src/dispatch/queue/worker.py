@@ -21,6 +21,7 @@ from datetime import timedelta
 import structlog
 from pydantic import ValidationError
 
+from dispatch.background import Supervisor
 from dispatch.db.engine import Database
 from dispatch.queue import maintenance, nodes, notify, scheduler, service, workers
 from dispatch.queue.policy import Decision, RetryPolicy
@@ -137,6 +138,9 @@ class Worker:
             asyncio.create_task(self._completer.run(), name="queue.completer"),
             asyncio.create_task(self._promotion_loop(), name="queue.promotions"),
         ]
+        loops = Supervisor()  # a domain's loop that crashes is restarted, not lost
+        for name, factory in self.registry.loops.items():
+            loops.start(name, factory)
         if self.database.kind == "postgresql":
             sides.append(asyncio.create_task(notify.listen(self.database, self._on_enqueue)))
         else:
@@ -151,6 +155,7 @@ class Worker:
             await self._drain()
             with contextlib.suppress(Exception):  # a dead database must not block shutdown
                 await workers.leave(self.database, self.name)
+            await loops.stop()
             for side in sides:
                 side.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
