@@ -47,6 +47,8 @@ def make_settings(**overrides: Any) -> Settings:
         "telemetry_endpoint": None,
         "request_rate_per_minute": 10_000,
         "login_rate_per_minute": 10_000,
+        "watch_rate_per_minute": 10_000,
+        "stream_rate_per_minute": 10_000,
         "log_level": "WARNING",
         # Tests that exercise the embedded worker turn it on; the rest keep the database quiet.
         "worker_enabled": False,

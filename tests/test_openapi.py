@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import httpx
 
-PUBLIC = {("get", "/"), ("get", "/health"), ("get", "/ready")}
+# Self-registration is public by design (its own budget, and 403 unless enabled).
+PUBLIC = {("get", "/"), ("get", "/health"), ("get", "/ready"), ("post", "/api/v1/register")}
 KEY_SCHEMES = {"APIKeyHeader", "HTTPBearer"}
 
 

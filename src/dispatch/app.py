@@ -33,12 +33,16 @@ from dispatch.queue.worker import Worker
 from dispatch.runtime import Runtime
 from dispatch.security import sessions
 from dispatch.security.cors import EnvelopeCORSMiddleware
+from dispatch.security.jwt_auth import JwtVerifier
 from dispatch.security.ratelimit import RateLimiter
 from dispatch.security.routes import router as keys_router
 from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.logging import configure_logging, resolve_format
 from dispatch.telemetry.metrics import Metrics
 from dispatch.telemetry.middleware import RequestContextMiddleware
+from dispatch.watch import stream as watch_stream
+from dispatch.watch.live import router as watch_live_router
+from dispatch.watch.routes import router as watch_router
 from dispatch.web import docs as web_docs
 from dispatch.web import routes as web_routes
 
@@ -88,6 +92,8 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             "nodes": settings.node_request_rate_per_minute,
             "node_claim": settings.node_claim_rate_per_minute,
             "gateway": settings.gateway_ingest_rate_per_minute,
+            "watch_rules": settings.watch_rate_per_minute,
+            "stream_events": settings.stream_rate_per_minute,
         },
         redis=redis,
     )
@@ -114,6 +120,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         gateway=gateway,
         catalog=catalog,
         redis=redis,
+        jwt=JwtVerifier(settings) if settings.auth_jwks_location else None,
         registry=build_registry(gateway, catalog),
     )
 
@@ -153,6 +160,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     supervisor.start(
         "catalog.requests", every(REQUEST_LOG_FLUSH_SECONDS, runtime.catalog.flush_requests)
+    )
+    supervisor.start(
+        "watch.relay", lambda: watch_stream.relay(settings, runtime.database, runtime.redis)
     )
     stop_worker = asyncio.Event()
     worker_task = _start_worker(runtime, stop_worker) if settings.worker_enabled else None
@@ -219,6 +229,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nodes_router, prefix=settings.api_v1_prefix)
     app.include_router(gateway_router, prefix=settings.api_v1_prefix)
     app.include_router(catalog_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_live_router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
     gateway_ingress.install(app, reserved_paths(settings))

@@ -165,6 +165,25 @@ class Settings(BaseSettings):
     ebay_client_secret: SecretStr | None = None
     ebay_marketplace_id: str = "EBAY_US"
 
+    # Watch (seed 003): users, rules, events, notifications.
+    self_registration: bool = False
+    # Bearer JWTs from an external identity provider (seed 003 used Supabase); off unless
+    # AUTH_JWKS_URL or AUTH_ISSUER is set. The JWKS defaults to {issuer}/.well-known/jwks.json.
+    auth_issuer: str | None = None
+    auth_jwks_url: AnyHttpUrl | None = None
+    auth_audience: str = "authenticated"
+    auth_clock_skew_seconds: int = Field(default=30, ge=0, le=600)
+    auth_jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    # Provision a user on the first valid JWT of an unknown subject (seed 003's
+    # DEV_AUTO_CREATE_USERS, which defaulted to on even in production).
+    auth_auto_create_users: bool = False
+    watch_default_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+    watch_event_cooldown_seconds: float = Field(default=3600.0, ge=0)
+    # Seed 003's per-group budgets (rpm + burst): watch_rules 60+20, stream_events 12+2.
+    watch_stream_keepalive_seconds: float = Field(default=10.0, gt=0, le=300)
+    watch_rate_per_minute: int = Field(default=80, ge=1)
+    stream_rate_per_minute: int = Field(default=14, ge=1)
+
     @field_validator("environment", mode="before")
     @classmethod
     def _normalise_environment(cls, value: Any) -> Any:
@@ -277,6 +296,15 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def auth_jwks_location(self) -> str | None:
+        """Where the identity provider's signing keys are, or None when JWTs are off."""
+        if self.auth_jwks_url is not None:
+            return str(self.auth_jwks_url)
+        if self.auth_issuer:
+            return self.auth_issuer.rstrip("/") + "/.well-known/jwks.json"
+        return None
 
     @cached_property
     def async_database_url(self) -> str:

@@ -15,6 +15,7 @@ from dispatch.gateway import jobs as gateway_jobs
 from dispatch.gateway.context import GatewayContext
 from dispatch.queue.registry import HandlerResult, JobContext, Registry
 from dispatch.queue.worker import WorkerConfig
+from dispatch.watch import jobs as watch_jobs
 
 
 class SleepArgs(BaseModel):
@@ -44,6 +45,7 @@ def build_registry(
         gateway_jobs.register(registry, gateway)
     if catalog is not None:
         catalog_jobs.register(registry, catalog)
+        watch_jobs.register(registry, catalog.database, catalog.settings)
     return registry
 
 

@@ -13,6 +13,7 @@ from dispatch.db.engine import Database
 from dispatch.gateway.context import GatewayContext
 from dispatch.queue.registry import Registry
 from dispatch.queue.worker import Worker
+from dispatch.security.jwt_auth import JwtVerifier
 from dispatch.security.ratelimit import RateLimiter
 from dispatch.security.sessions import SessionSigner
 from dispatch.security.usage import KeyUsage
@@ -36,6 +37,7 @@ class Runtime:
     gateway: GatewayContext
     catalog: CatalogContext
     redis: Redis | None = None
+    jwt: JwtVerifier | None = None  # bearer JWTs from an identity provider, when configured
     supervisor: Supervisor = field(default_factory=Supervisor)
     key_usage: KeyUsage = field(default_factory=KeyUsage)
     registry: Registry = field(default_factory=Registry)
@@ -48,6 +50,8 @@ class Runtime:
             await self.http.aclose()
         await self.gateway.close()
         await self.catalog.close()
+        if self.jwt is not None:
+            await self.jwt.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.database.dispose()

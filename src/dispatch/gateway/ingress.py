@@ -47,7 +47,10 @@ async def _caller(
     if client is not None and client.is_active and client.id in endpoint.client_ids:
         return client, f"gwclient:{client.id}"
     if client is None:
-        principal = await resolve_principal(runtime, token)
+        try:
+            principal = await resolve_principal(runtime, token)
+        except (Unauthorized, Forbidden):  # a bad JWT or an inactive user: not allowed here
+            principal = None
         if principal is not None and principal.allows(Scope.ADMIN):
             return None, principal.identity
     await runtime.limiter.hit("gateway", "ip:" + client_ip(request, runtime.limiter.trusted))

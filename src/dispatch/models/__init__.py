@@ -28,6 +28,14 @@ from dispatch.models.gateway import (
 from dispatch.models.job import Job, JobAttempt
 from dispatch.models.node import Node
 from dispatch.models.schedule import Schedule
+from dispatch.models.user import User
+from dispatch.models.watch import (
+    WatchCursor,
+    WatchEvent,
+    WatchMatch,
+    WatchNotification,
+    WatchRule,
+)
 from dispatch.models.worker import WorkerRecord
 
 __all__ = [
@@ -56,5 +64,11 @@ __all__ = [
     "JobAttempt",
     "Node",
     "Schedule",
+    "User",
+    "WatchCursor",
+    "WatchEvent",
+    "WatchMatch",
+    "WatchNotification",
+    "WatchRule",
     "WorkerRecord",
 ]

@@ -78,6 +78,7 @@ class CatalogProviderRequest(Base):
     __table_args__ = (
         Index("ix_catalog_provider_requests_provider_created", "provider", "created_at"),
         Index("ix_catalog_provider_requests_created", "created_at"),
+        Index("ix_catalog_provider_requests_user_created", "user_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -90,6 +91,9 @@ class CatalogProviderRequest(Base):
     attempt: Mapped[int] = mapped_column(default=1)
     rate_limit_remaining: Mapped[int | None] = mapped_column(default=None)
     rate_headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The user whose watch rule made the request (seed 003's "own" provider requests);
+    # None for scheduled scrapes and admin calls. No foreign key: the log outlives users.
+    user_id: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -66,6 +66,7 @@ async def create_key(
     name: str,
     scopes: Sequence[Scope],
     expires_at: datetime | None = None,
+    user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key and return it with its plaintext, which is never stored."""
     ordered = sorted({Scope(scope) for scope in scopes})
@@ -77,6 +78,7 @@ async def create_key(
             key_hash=hash_key(plaintext),
             scopes=[str(scope) for scope in ordered],
             expires_at=expires_at,
+            user_id=user_id,
         )
         try:
             async with session.begin_nested():
@@ -87,8 +89,13 @@ async def create_key(
     raise RuntimeError("could not generate a unique key prefix")
 
 
-async def list_keys(session: AsyncSession, include_revoked: bool = False) -> Sequence[ApiKey]:
+async def list_keys(
+    session: AsyncSession, include_revoked: bool = False, user_id: int | None = None
+) -> Sequence[ApiKey]:
+    """Keys by id; only one user's personal keys when ``user_id`` is given."""
     query = select(ApiKey).order_by(ApiKey.id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
     return (await session.scalars(query)).all()

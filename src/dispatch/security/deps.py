@@ -1,9 +1,10 @@
 """Authentication and rate-limit dependencies for API routes.
 
 A key is read from ``X-Dispatch-Key`` (seed 000), ``X-API-Token`` or
-``Authorization: Bearer``. The limiter counts every call, valid key or not: a
-known key is budgeted by its id, anything else by the client address, so guessing
-keys is throttled too.
+``Authorization: Bearer``: an environment key, a stored API key (a personal key acts
+as its user), or, when an identity provider is configured, a user's bearer JWT. The
+limiter counts every call, valid key or not: a known key is budgeted by its id, anything
+else by the client address, so guessing keys is throttled too.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep
-from dispatch.errors import Forbidden, Unauthorized
+from dispatch.errors import AppError, Forbidden, Unauthorized
+from dispatch.models import User
 from dispatch.runtime import Runtime
-from dispatch.security import api_keys
+from dispatch.security import api_keys, users
+from dispatch.security.jwt_auth import looks_like_jwt
 from dispatch.security.principal import Principal
 from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
@@ -49,20 +52,40 @@ async def presented_key(
 
 
 async def resolve_principal(runtime: Runtime, key: str) -> Principal | None:
-    """The principal a key stands for, or None when it is unknown, expired or revoked."""
+    """The principal a key stands for, or None when it is unknown, expired or revoked.
+
+    Raises Unauthorized or Forbidden with a reason for a bad JWT or an inactive user,
+    and ServiceUnavailable when the identity provider's keys cannot be fetched.
+    """
     digests = runtime.settings.env_key_digests
     index = api_keys.match_env_key(key, digests)
     if index is not None:
         is_master = runtime.settings.master_key is not None and index == len(digests) - 1
         return api_keys.env_principal(index, is_master)
+    if runtime.jwt is not None and looks_like_jwt(key):
+        return await _jwt_principal(runtime, key)
     # A short read of its own: environment keys need no connection at all, and the
     # request's session (a write transaction on SQLite for POSTs) is left to the route.
     async with runtime.database.session(write=False) as session:
         record = await api_keys.find_usable_key(session, key)
+        owner = await session.get(User, record.user_id) if record and record.user_id else None
     if record is None:
         return None
     runtime.key_usage.record(record.id, utcnow())
+    if record.user_id is not None:
+        if owner is None:
+            return None
+        return users.user_principal(owner, key_id=record.id)
     return api_keys.key_principal(record)
+
+
+async def _jwt_principal(runtime: Runtime, token: str) -> Principal:
+    assert runtime.jwt is not None
+    identity = await runtime.jwt.verify(token)
+    provision = runtime.settings.auth_auto_create_users
+    async with runtime.database.session(write=provision) as session:
+        user = await users.user_for_identity(session, identity, auto_create=provision)
+        return users.user_principal(user, admin=identity.is_admin)
 
 
 class Authorize:
@@ -79,7 +102,11 @@ class Authorize:
         runtime: RuntimeDep,
         key: Annotated[str | None, Depends(presented_key)],
     ) -> Principal:
-        principal = await resolve_principal(runtime, key) if key else None
+        refused: AppError | None = None
+        try:
+            principal = await resolve_principal(runtime, key) if key else None
+        except (Unauthorized, Forbidden) as exc:  # counted against the address below
+            principal, refused = None, exc
         request.state.principal = principal
         identity = (
             principal.identity if principal else "ip:" + client_ip(request, runtime.limiter.trusted)
@@ -87,6 +114,8 @@ class Authorize:
         state = await runtime.limiter.hit(self.group, identity)
         limit_headers = state.headers() if state is not None else {}
         response.headers.update(limit_headers)
+        if refused is not None:
+            raise refused
         if principal is None:
             message = (
                 "Invalid, expired or revoked API key" if key else "A valid API key is required"

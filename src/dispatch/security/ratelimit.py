@@ -118,7 +118,14 @@ class RateLimiter:
             headers = state.headers() | {"Retry-After": str(max(1, reset_after))}
             raise RateLimited(
                 f"Rate limit of {item.amount} requests per minute exceeded for {group} routes",
-                details={"group": group, "limit": item.amount, "retry_after": max(1, reset_after)},
+                details={
+                    "group": group,
+                    "limit": item.amount,
+                    "retry_after": max(1, reset_after),
+                    # Seed 003's names for the same two facts.
+                    "scope": group,
+                    "retry_after_seconds": max(1, reset_after),
+                },
                 headers=headers,
             )
         return state

@@ -1,0 +1,1 @@
+"""Watch: users, rules (pure matching), events, notifications."""

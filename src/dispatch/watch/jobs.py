@@ -1,0 +1,13 @@
+"""The watch domain's background work, registered with the queue's workers."""
+
+from __future__ import annotations
+
+from dispatch.config import Settings
+from dispatch.db.engine import Database
+from dispatch.queue.registry import Registry
+from dispatch.watch.evaluate import Evaluator
+
+
+def register(registry: Registry, database: Database, settings: Settings) -> None:
+    """Every worker follows the catalogue's change feed (several at once is safe)."""
+    registry.loop("watch.changes", Evaluator(database, settings).run)

@@ -1,0 +1,212 @@
+"""The live stream over real HTTP: in one process, across processes (PostgreSQL NOTIFY, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dispatch.config import Settings
+from dispatch.db.engine import Database
+from tests.support import LiveServer, admin_headers, make_settings, start_worker
+from tests.watch.conftest import V1, WatchUser, new_user
+from tests.watch.test_evaluate import product, write
+
+ADMIN = admin_headers()
+
+
+class Stream:
+    """One SSE connection read in the background: its messages and its comment lines."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        self.base_url, self.headers = base_url, headers
+        self.messages: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+        self.comments: list[str] = []
+        self.connected = asyncio.Event()
+        self.status: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Stream:
+        self.task = asyncio.create_task(self._read())
+        async with asyncio.timeout(15):
+            await self.connected.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _read(self) -> None:
+        async with (
+            httpx.AsyncClient(base_url=self.base_url, timeout=30) as client,
+            client.stream("GET", f"{V1}/stream/events", headers=self.headers) as response,
+        ):
+            self.status = response.status_code
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    self.connected.set()
+                elif line.startswith("id: "):
+                    self.ids.append(line[4:])
+                elif line.startswith("data: "):
+                    self.messages.append(json.loads(line[6:]))
+
+    async def wait_for(self, count: int, seconds: float = 20) -> list[dict[str, Any]]:
+        async with asyncio.timeout(seconds):
+            while len(self.messages) < count:  # noqa: ASYNC110 - filled by the reading task
+                await asyncio.sleep(0.02)
+        return self.messages
+
+
+async def setup_rule(base_url: str, email: str) -> WatchUser:
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        user = await new_user(http, email)
+        body = {"name": "dunks", "query": {"sources": ["goat"], "keywords": ["dunk"]}}
+        response = await http.post(f"{V1}/watch-rules", json=body, headers=user.headers)
+        assert response.status_code == 201, response.text
+        return user
+
+
+@pytest.fixture
+def worker_settings(db_settings: dict[str, Any]) -> Settings:
+    return make_settings(
+        **db_settings,
+        worker_enabled=True,
+        worker_poll_interval_seconds=0.1,
+        sync_schedule="",
+    )
+
+
+async def test_a_match_reaches_the_stream_of_its_user_only(worker_settings: Settings) -> None:
+    with LiveServer(worker_settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        bob = await setup_rule(server.url, "bob@example.com")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await http.delete(f"{V1}/watch-rules/1", headers=alice.headers)  # Alice's rule off
+            await http.post(f"{V1}/watch-rules/1/disable", headers=alice.headers)
+        database = Database(worker_settings)
+        try:
+            async with (
+                Stream(server.url, alice.headers) as hers,
+                Stream(server.url, bob.headers) as his,
+                Stream(server.url, ADMIN) as everyone,
+            ):
+                await write(database, product("a", "Nike Dunk Low"))
+                (message,) = await his.wait_for(1)
+                await everyone.wait_for(1)
+                await asyncio.sleep(0.5)
+                assert hers.messages == []
+        finally:
+            await database.dispose()
+    assert message["event_type"] == "NEW_MATCH"
+    assert message["user_id"] == bob.id
+    assert set(message) >= {"notification_id", "event_id", "event_type", "created_at"}
+    assert his.ids == [str(message["notification_id"])]
+    assert everyone.messages == [message]
+
+
+async def test_a_reconnecting_client_gets_what_it_missed(worker_settings: Settings) -> None:
+    with LiveServer(worker_settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        database = Database(worker_settings)
+        try:
+            async with Stream(server.url, alice.headers) as first:
+                await write(database, product("a", "Nike Dunk Low"))
+                (seen,) = await first.wait_for(1)
+            await write(database, product("b", "Dunk High"), product("c", "SB Dunk"))
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                async with asyncio.timeout(20):
+                    while (  # noqa: ASYNC110 - the condition is in the database
+                        len((await http.get(f"{V1}/notifications", headers=alice.headers)).json())
+                        < 3
+                    ):
+                        await asyncio.sleep(0.05)
+            resumed = {**alice.headers, "Last-Event-ID": str(seen["notification_id"])}
+            async with Stream(server.url, resumed) as second:
+                missed = await second.wait_for(2)
+        finally:
+            await database.dispose()
+    assert [m["notification_id"] for m in missed] == [
+        seen["notification_id"] + 1,
+        seen["notification_id"] + 2,
+    ]
+
+
+async def test_keepalive_pings_and_auth(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, watch_stream_keepalive_seconds=0.2)
+    with LiveServer(settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        async with Stream(server.url, alice.headers) as quiet:
+            await asyncio.sleep(0.7)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            refused = await http.get(f"{V1}/stream/events")
+    assert quiet.comments.count(": ping") >= 2
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.fixture
+def worker_process(
+    db_settings: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(**env: str) -> subprocess.Popen[str]:
+        process = start_worker(db_settings, tmp_path, **env)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.postgres
+async def test_across_processes_on_postgresql(
+    postgres_url: str, db_settings: dict[str, Any], worker_process: Any
+) -> None:
+    """A worker process writes the event; the API process relays its NOTIFY to the stream."""
+    settings = make_settings(**db_settings)  # this process serves the API only
+    with LiveServer(settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        worker_process()
+        database = Database(settings)
+        try:
+            async with Stream(server.url, alice.headers) as stream:
+                await write(database, product("a", "Nike Dunk Low"))
+                (message,) = await stream.wait_for(1)
+        finally:
+            await database.dispose()
+    assert message["event_type"] == "NEW_MATCH"
+    assert message["user_id"] == alice.id
+
+
+@pytest.mark.redis
+async def test_across_processes_through_redis(
+    redis_url: str, db_settings: dict[str, Any], worker_process: Any
+) -> None:
+    settings = make_settings(**db_settings, redis_url=redis_url)
+    with LiveServer(settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        worker_process(REDIS_URL=redis_url)
+        database = Database(settings)
+        try:
+            async with Stream(server.url, alice.headers) as stream:
+                await write(database, product("a", "Nike Dunk Low"))
+                (message,) = await stream.wait_for(1)
+        finally:
+            await database.dispose()
+    assert message["event_type"] == "NEW_MATCH"
+    assert message["user_id"] == alice.id
