@@ -45,10 +45,9 @@ from dispatch.models import (
     WatchCursor,
     WatchEvent,
     WatchMatch,
-    WatchNotification,
     WatchRule,
 )
-from dispatch.watch import decisions, matching, stream
+from dispatch.watch import decisions, fanout, matching, stream
 
 log = structlog.get_logger(__name__)
 
@@ -384,7 +383,7 @@ class Evaluator:
             await insert_returning_ids(session, WatchMatch.__table__, new_matches)  # type: ignore[arg-type]
         if moved:
             await update_by_id(session, WatchMatch.__table__, moved)  # type: ignore[arg-type]
-        await self._write_events(session, events, result)
+        await self._write_events(session, events, result, now)
         return result
 
     async def _lows_for(
@@ -409,7 +408,11 @@ class Evaluator:
         return lows
 
     async def _write_events(
-        self, session: AsyncSession, events: list[dict[str, Any]], result: BatchResult
+        self,
+        session: AsyncSession,
+        events: list[dict[str, Any]],
+        result: BatchResult,
+        now: datetime,
     ) -> None:
         if not events:
             return
@@ -431,21 +434,7 @@ class Evaluator:
         result.events = len(written)
         if not written:
             return
-        rows = [
-            {
-                "user_id": event.user_id,
-                "event_id": event.id,
-                "event_type": event.type,
-                "channel": "realtime",
-                "status": "sent",  # the feed is the delivery: stored is delivered
-                "is_read": False,
-                "attempts": 0,
-                "delivered_at": event.created_at,
-                "created_at": event.created_at,
-            }
-            for event in written
-        ]
-        ids = await insert_returning_ids(session, WatchNotification.__table__, rows)  # type: ignore[arg-type]
+        ids = await fanout.fan_out(session, written, now)
         result.notifications = [
             stream_message(nid, event) for event, nid in zip(written, ids, strict=True)
         ]
