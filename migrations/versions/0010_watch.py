@@ -147,6 +147,11 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("due_at", dispatch.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("digest_id", sa.String(length=64), nullable=True),
+        sa.Column(
+            "gateway_task_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=True,
+        ),
         sa.Column("is_read", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
@@ -159,7 +164,7 @@ def upgrade() -> None:
             name=op.f("ck_watch_notifications_channel"),
         ),
         sa.CheckConstraint(
-            "status IN ('pending', 'sent', 'failed', 'skipped')",
+            "status IN ('pending', 'queued', 'sent', 'failed', 'skipped')",
             name=op.f("ck_watch_notifications_status"),
         ),
         sa.ForeignKeyConstraint(

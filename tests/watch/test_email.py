@@ -82,7 +82,7 @@ async def test_one_event_is_one_mail_that_says_what_happened(
     await rule(http, alice, keywords=["dunk"], max_price=150)
     await write(database, product("a", "Nike Dunk Low Panda", 12_000))
     await evaluator.run_once()
-    assert await delivery.deliver_due(database) == 1
+    assert await delivery.deliver_due(database, evaluator.settings) == 1
     (mail,) = box.messages
     assert mail["To"] == alice.email
     assert mail["From"] == "alerts@dispatch.test"
@@ -99,7 +99,7 @@ async def test_one_event_is_one_mail_that_says_what_happened(
     # A price drop names both prices and the change.
     await write(database, product("a", "Nike Dunk Low Panda", 9_900))
     await evaluator.run_once()
-    assert await delivery.deliver_due(database) == 1
+    assert await delivery.deliver_due(database, evaluator.settings) == 1
     assert box.messages[1]["Subject"].strip() == (
         "[r] Price drop: Nike Dunk Low Panda, 120.00 USD -> 99.00 USD (-17.50%)"
     )
@@ -122,7 +122,7 @@ async def test_an_hourly_digest_batches_into_one_mail(
     await evaluator.run_once()
     await write(database, product("c", "SB Dunk"))
     await evaluator.run_once()
-    assert await delivery.deliver_due(database) == 0  # not before the hour
+    assert await delivery.deliver_due(database, evaluator.settings) == 0  # not before the hour
     pending = await emails(database)
     assert len(pending) == 3
     assert len({row.due_at for row in pending}) == 1
@@ -130,7 +130,7 @@ async def test_an_hourly_digest_batches_into_one_mail(
     assert due is not None
     assert due.minute == 0
     assert due > utcnow()
-    assert await delivery.deliver_due(database, due) == 3
+    assert await delivery.deliver_due(database, evaluator.settings, due) == 3
     (digest,) = box.messages
     assert digest["Subject"] == "3 watch alerts from 1 rule(s)"
     text = body(digest)
@@ -156,7 +156,7 @@ async def test_quiet_hours_hold_mail_until_they_end(
     assert row.due_at is not None
     assert row.due_at.hour == (hour + 2) % 24
     assert row.due_at.minute == 0
-    assert await delivery.deliver_due(database) == 0
+    assert await delivery.deliver_due(database, evaluator.settings) == 0
     # The feed is not held back.
     count = await http.get(f"{V1}/notifications/unread-count", headers=alice.headers)
     assert count.json() == {"unread_count": 1}
@@ -171,7 +171,7 @@ async def test_a_failing_server_is_retried_with_backoff_then_given_up(
     await evaluator.run_once()
     now = utcnow()
     for attempt in range(1, delivery.MAX_ATTEMPTS + 1):
-        assert await delivery.deliver_due(database, now) == 0
+        assert await delivery.deliver_due(database, evaluator.settings, now) == 0
         (row,) = await emails(database)
         assert row.attempts == attempt
         if attempt < delivery.MAX_ATTEMPTS:
@@ -191,7 +191,7 @@ async def test_without_smtp_mail_is_skipped_not_marked_sent(
     await rule(http, alice, keywords=["dunk"])
     await write(database, product("a", "Dunk Low"))
     await evaluator.run_once()
-    assert await delivery.deliver_due(database) == 0
+    assert await delivery.deliver_due(database, evaluator.settings) == 0
     (row,) = await emails(database)
     assert row.status == "skipped"
     assert "SMTP is not configured" in (row.error or "")

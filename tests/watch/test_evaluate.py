@@ -264,3 +264,19 @@ async def test_lowest_price_in_n_days(
     await evaluator.run_once()
     found = await events(http, alice)
     assert [e["type"] for e in found] == ["NEW_MATCH", "LOWEST_IN_DAYS"]
+
+
+async def test_a_batch_of_thousands_of_events_is_written_whole(
+    http: httpx.AsyncClient, alice: WatchUser, database: Database, evaluator: Evaluator
+) -> None:
+    """5,000 events in one batch: more than one INSERT's parameters allow on PostgreSQL."""
+    for _ in range(5):
+        await rule(http, alice, keywords=["nike"])
+    for page in range(4):
+        await write(database, *(product(f"p{page}-{i}", f"Nike Model {i}") for i in range(250)))
+    result = await evaluator.run_once()
+    assert result.changes == 1_000
+    assert result.events == 5_000
+    async with database.session(write=False) as session:
+        count = select(func.count()).select_from(WatchEvent).where(WatchEvent.type == "NEW_MATCH")
+        assert await session.scalar(count) == 5_000

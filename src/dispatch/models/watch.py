@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dispatch.db.base import Base, BigId, partial, utcnow
 
 CHANNELS = ("realtime", "email", "webhook")
-NOTIFICATION_STATUSES = ("pending", "sent", "failed", "skipped")
+NOTIFICATION_STATUSES = ("pending", "queued", "sent", "failed", "skipped")
 
 
 class WatchRule(Base):
@@ -103,7 +103,9 @@ class WatchNotification(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "channel", name="uq_watch_notifications_event_channel"),
         CheckConstraint("channel IN ('realtime', 'email', 'webhook')", name="channel"),
-        CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'queued', 'sent', 'failed', 'skipped')", name="status"
+        ),
         Index("ix_watch_notifications_user_created", "user_id", "created_at", "id"),
         Index(
             "ix_watch_notifications_unread",
@@ -121,6 +123,9 @@ class WatchNotification(Base):
     status: Mapped[str] = mapped_column(String(12), default="pending")
     due_at: Mapped[datetime | None] = mapped_column(default=None)  # quiet hours, digests
     digest_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A webhook is handed to the gateway (failover, retries, signatures): its task says how
+    # the delivery went. No foreign key: tasks are pruned on their own schedule.
+    gateway_task_id: Mapped[int | None] = mapped_column(BigId, default=None)
     is_read: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,4 +1,4 @@
-"""Sending what waits: email notifications, one message per user and due moment (a digest).
+"""Sending what waits: email (one message per user and due moment: a digest) and webhooks.
 
 Notifications of the ``email`` channel are written ``pending`` with the moment they may go
 (``timing.due_at``: quiet hours, hourly or daily digests). Every worker runs ``deliver_due``
@@ -7,6 +7,8 @@ claim pushes ``due_at`` one lease ahead, so a worker that dies mid-send leaves t
 retried, not lost), groups them by user, and sends each user one mail through the SMTP
 settings. A failed send is retried with backoff up to ``MAX_ATTEMPTS``, then ``failed``;
 without an SMTP server the notifications are ``skipped`` with the reason, not marked sent.
+A due webhook notification is handed to the gateway as a task (``watch.webhooks``) and
+becomes ``queued`` with the task's id: the gateway retries, fails over and signs.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.gateway import settings_store
 from dispatch.models import User, WatchEvent, WatchNotification
+from dispatch.watch import webhooks
 from dispatch.watch.messages import Item, compose
 
 log = structlog.get_logger(__name__)
 
 EMAIL = "email"
+WEBHOOK = "webhook"
 CLAIM_LIMIT = 500
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
@@ -43,7 +47,7 @@ async def _claim(session: AsyncSession, kind: str, now: datetime) -> list[WatchN
         select(WatchNotification)
         .where(
             WatchNotification.status == "pending",
-            WatchNotification.channel == EMAIL,
+            WatchNotification.channel.in_((EMAIL, WEBHOOK)),
             WatchNotification.due_at <= now,
         )
         .order_by(WatchNotification.due_at, WatchNotification.id)
@@ -90,8 +94,8 @@ async def _retry_later(
                 )
 
 
-async def deliver_due(database: Database, now: datetime | None = None) -> int:
-    """Send every due email notification; returns how many were sent."""
+async def deliver_due(database: Database, settings: Settings, now: datetime | None = None) -> int:
+    """Send every due email and hand every due webhook to the gateway; returns how many."""
     now = now or utcnow()
     async with database.session() as session:
         claimed = await _claim(session, database.kind, now)
@@ -111,13 +115,25 @@ async def deliver_due(database: Database, now: datetime | None = None) -> int:
                 select(User).where(User.id.in_({r.user_id for r in claimed}))
             )
         }
+    hooks = [row.id for row in claimed if row.channel == WEBHOOK]
+    sent = await _hand_over(database, settings, hooks, events) if hooks else 0
     by_user: dict[int, list[WatchNotification]] = defaultdict(list)
     for row in claimed:
-        by_user[row.user_id].append(row)
-    sent = 0
+        if row.channel == EMAIL:
+            by_user[row.user_id].append(row)
     for user_id, rows in by_user.items():
         sent += await _send_one(database, smtp, users.get(user_id), rows, events, now)
     return sent
+
+
+async def _hand_over(
+    database: Database, settings: Settings, ids: list[int], events: dict[int, WatchEvent]
+) -> int:
+    async with database.session() as session:
+        rows = (
+            await session.scalars(select(WatchNotification).where(WatchNotification.id.in_(ids)))
+        ).all()
+        return await webhooks.hand_over(session, settings, list(rows), events)
 
 
 async def _send_one(
@@ -154,5 +170,5 @@ async def _send_one(
 async def run(database: Database, settings: Settings) -> None:
     """The delivery loop of one worker (several at once are safe)."""
     while True:
-        await deliver_due(database)
+        await deliver_due(database, settings)
         await asyncio.sleep(POLL_SECONDS)

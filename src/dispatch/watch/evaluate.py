@@ -56,6 +56,8 @@ BATCH = 1_000
 GAP_SECONDS = 60.0
 MAX_GAPS = 10_000
 POLL_SECONDS = 0.2
+_IN_CHUNK = 500  # ids per IN (...) list
+_EVENTS: Any = WatchEvent.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,21 +418,12 @@ class Evaluator:
     ) -> None:
         if not events:
             return
-        written = (
-            await session.execute(
-                conflict_insert(session, WatchEvent)
-                .values(events)
-                .on_conflict_do_nothing(index_elements=["rule_id", "product_id", "dedupe_key"])
-                .returning(
-                    WatchEvent.id,
-                    WatchEvent.user_id,
-                    WatchEvent.type,
-                    WatchEvent.rule_id,
-                    WatchEvent.product_id,
-                    WatchEvent.created_at,
-                )
-            )
-        ).all()
+        fresh = await _unwritten(session, events)
+        ids = await insert_returning_ids(session, _EVENTS, fresh)
+        written = [
+            WrittenEvent(i, e["user_id"], e["type"], e["rule_id"], e["product_id"], e["created_at"])
+            for i, e in zip(ids, fresh, strict=True)
+        ]
         result.events = len(written)
         if not written:
             return
@@ -438,6 +431,46 @@ class Evaluator:
         result.notifications = [
             stream_message(nid, event) for event, nid in zip(written, ids, strict=True)
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEvent:
+    id: int
+    user_id: int
+    type: str
+    rule_id: int | None
+    product_id: int | None
+    created_at: datetime
+
+
+async def _unwritten(
+    session: AsyncSession, events: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The events not written yet (a batch read twice, or a repeat within the batch).
+
+    One reader works the feed at a time (the cursor's lock), so reading the keys first is
+    enough; the unique constraint stays as the backstop. Plain inserts then go in chunks
+    (or COPY): a single INSERT … ON CONFLICT of thousands of events would pass
+    PostgreSQL's 32,767 parameters.
+    """
+    products = sorted({e["product_id"] for e in events})
+    keys = sorted({e["dedupe_key"] for e in events})
+    seen: set[tuple[int | None, int | None, str]] = set()
+    for start in range(0, len(products), _IN_CHUNK):
+        rows = await session.execute(
+            select(WatchEvent.rule_id, WatchEvent.product_id, WatchEvent.dedupe_key).where(
+                WatchEvent.product_id.in_(products[start : start + _IN_CHUNK]),
+                WatchEvent.dedupe_key.in_(keys),
+            )
+        )
+        seen.update((r, p, k) for r, p, k in rows)
+    fresh = []
+    for event in events:
+        key = (event["rule_id"], event["product_id"], event["dedupe_key"])
+        if key not in seen:
+            seen.add(key)
+            fresh.append(event)
+    return fresh
 
 
 def stream_message(notification_id: int, event: Any) -> dict[str, Any]:

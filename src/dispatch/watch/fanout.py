@@ -45,6 +45,8 @@ def outbound(preferences: Preferences, now: datetime) -> list[tuple[str, datetim
     channels = []
     if preferences.notifications_email:
         channels.append(("email", due))
+    if preferences.notifications_webhook and preferences.webhook_urls:
+        channels.append(("webhook", due))
     return channels
 
 

@@ -20,7 +20,7 @@ from dispatch.runtime import Runtime
 from dispatch.security import api_keys
 from dispatch.security.deps import AdminKey
 from dispatch.security.ratelimit import client_ip
-from dispatch.watch import rules, users
+from dispatch.watch import rules, users, webhooks
 from dispatch.watch.deps import Caller, RulesCaller, UserCaller
 from dispatch.watch.pages import PageDep
 from dispatch.watch.schemas import (
@@ -42,6 +42,7 @@ from dispatch.watch.schemas import (
     WatchRuleCreate,
     WatchRuleOut,
     WatchRulePatch,
+    WebhookOut,
 )
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -179,6 +180,15 @@ async def logout(session: SessionDep, caller: UserCaller) -> LogoutOut:
     user = await _me(session, caller)
     moment = users.logout(user)
     return LogoutOut(user_id=user.id, logged_out_at=moment, invalidate_before=moment)
+
+
+@router.get("/me/webhook", tags=["me"])
+async def my_webhook(session: SessionDep, caller: UserCaller) -> WebhookOut:
+    """Where the user's webhook alerts go (``preferences.webhook_urls``, in failover order)
+    and the secret to verify their Standard Webhooks signatures with."""
+    user = await _me(session, caller)
+    enabled = users.preferences_of(user).notifications_webhook
+    return WebhookOut.model_validate(await webhooks.describe(session, user, enabled))
 
 
 @router.post("/me/keys", tags=["me"], status_code=status.HTTP_201_CREATED)

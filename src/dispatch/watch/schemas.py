@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,6 +28,17 @@ def _zone(value: str | None) -> str | None:
     return value
 
 
+def _urls(values: list[str]) -> list[str]:
+    cleaned = []
+    for value in values:
+        url = value.strip()
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or len(url) > 2000:
+            raise ValueError(f"{value!r} is not an http or https URL")
+        cleaned.append(url)
+    return list(dict.fromkeys(cleaned))
+
+
 class Preferences(BaseModel):
     """Seed 003's preferences; hours are 0..23 in the notification time zone."""
 
@@ -35,12 +47,15 @@ class Preferences(BaseModel):
     notifications_email: bool = True
     notifications_push: bool = True
     notifications_webhook: bool = False
+    # Where webhooks go, in failover order (delivered by the gateway: retries, signatures).
+    webhook_urls: list[str] = Field(default_factory=list, max_length=5)
     quiet_hours_start: int | None = Field(default=None, ge=0, le=23)
     quiet_hours_end: int | None = Field(default=None, ge=0, le=23)
     notification_timezone: str | None = None
     delivery_frequency: Frequency = "instant"
 
     _check_zone = field_validator("timezone", "notification_timezone")(_zone)
+    _check_urls = field_validator("webhook_urls")(_urls)
 
     @field_validator("currency")
     @classmethod
@@ -62,6 +77,7 @@ class PreferencesPatch(BaseModel):
     notifications_email: bool | None = None
     notifications_push: bool | None = None
     notifications_webhook: bool | None = None
+    webhook_urls: list[str] | None = Field(default=None, max_length=5)
     quiet_hours_start: int | None = Field(default=None, ge=0, le=23)
     quiet_hours_end: int | None = Field(default=None, ge=0, le=23)
     notification_timezone: str | None = None
@@ -180,6 +196,21 @@ class NotificationOut(BaseModel):
     failed_at: datetime | None
     read_at: datetime | None
     created_at: datetime
+    due_at: datetime | None = Field(description="When a pending one may go (quiet hours, digests)")
+    attempts: int
+    error: str | None
+    gateway_task_id: int | None = Field(description="A webhook's gateway task (its delivery)")
+
+
+class WebhookOut(BaseModel):
+    """The user's webhook: where it goes and the secret its signatures are made with."""
+
+    enabled: bool
+    urls: list[str]
+    endpoint_id: int | None
+    signing_secret: str | None = Field(
+        description="Standard Webhooks secret (whsec_…) to verify webhook-signature with"
+    )
 
 
 class UnreadCount(BaseModel):

@@ -17,6 +17,7 @@ from dispatch.models import ApiKey, User, WatchRule
 from dispatch.security import api_keys
 from dispatch.security.passwords import hash_password_async, verify_password_async
 from dispatch.security.users import normalise_email
+from dispatch.watch import webhooks
 from dispatch.watch.schemas import (
     Integration,
     MePatch,
@@ -141,7 +142,11 @@ async def update_me(session: AsyncSession, user: User, patch: MePatch) -> User:
     if "display_name" in changes:
         user.display_name = changes["display_name"]
     if patch.preferences is not None:
+        before = preferences_of(user).webhook_urls
         user.preferences = merged_preferences(user, patch.preferences)
+        urls = preferences_of(user).webhook_urls
+        if urls != before:
+            await webhooks.configure(session, user, urls, utcnow())
     if patch.password:
         if user.password_hash and not await verify_password_async(
             user.password_hash, patch.current_password or ""
@@ -164,7 +169,8 @@ async def deactivate(session: AsyncSession, user: User) -> None:
 
 
 async def hard_delete(session: AsyncSession, user: User) -> None:
-    """Remove the user with their rules, events, notifications and personal keys."""
+    """Remove the user with their rules, events, notifications, keys and webhook endpoint."""
+    await webhooks.remove(session, user.id)
     await session.delete(user)
 
 
