@@ -280,3 +280,29 @@ async def test_a_batch_of_thousands_of_events_is_written_whole(
     async with database.session(write=False) as session:
         count = select(func.count()).select_from(WatchEvent).where(WatchEvent.type == "NEW_MATCH")
         assert await session.scalar(count) == 5_000
+
+
+async def test_rule_changes_between_batches_are_followed(
+    http: httpx.AsyncClient, alice: WatchUser, database: Database, evaluator: Evaluator
+) -> None:
+    first = await rule(http, alice, keywords=["dunk"])
+    doomed = await rule(http, alice, keywords=["samba"])
+    await write(database, product("a", "Dunk Low"), product("b", "Samba OG"))
+    assert (await evaluator.run_once()).events == 2
+    # Edit one rule, delete another, add a third: the same evaluator follows.
+    await http.patch(
+        f"{V1}/watch-rules/{first}", json={"query": {"keywords": ["jordan"]}}, headers=alice.headers
+    )
+    await http.delete(f"{V1}/watch-rules/{doomed}/hard", headers=alice.headers)
+    added = await rule(http, alice, keywords=["gel"])
+    await write(
+        database,
+        product("c", "Dunk High"),
+        product("d", "Samba Classic"),
+        product("e", "Air Jordan 1"),
+        product("f", "Gel Kayano"),
+    )
+    await evaluator.run_once()
+    found = await events(http, alice)
+    latest = {(e["rule_id"], e["payload"]["listing"]["title"]) for e in found[2:]}
+    assert latest == {(first, "Air Jordan 1"), (added, "Gel Kayano")}

@@ -236,21 +236,24 @@ def format_money(minor: int, currency: str) -> str:
     return f"{amount:f} {currency}"
 
 
-def _price_clauses(query: RuleQuery, listing: Listing) -> list[Clause] | None:
+def _price_fits(query: RuleQuery, listing: Listing) -> bool:
     if not query.price_bounded:
-        return []
-    currency = (query.currency or DEFAULT_CURRENCY).upper()
+        return True
     price = listing.price_minor
-    if price is None or (listing.currency or "").upper() != currency:
-        return None
+    if price is None or (listing.currency or "").upper() != (query.currency or "USD").upper():
+        return False
     low, high = query.min_price_minor, query.max_price_minor
-    if (low is not None and price < low) or (high is not None and price > high):
-        return None
+    return (low is None or price >= low) and (high is None or price <= high)
+
+
+def _price_clauses(query: RuleQuery) -> list[Clause]:
+    """The price bounds as explained to people (formatted only once a listing matched)."""
+    currency = (query.currency or DEFAULT_CURRENCY).upper()
     clauses: list[Clause] = []
-    if low is not None:
-        clauses.append(("price", f">= {format_money(low, currency)}"))
-    if high is not None:
-        clauses.append(("price", f"<= {format_money(high, currency)}"))
+    if query.min_price_minor is not None:
+        clauses.append(("price", f">= {format_money(query.min_price_minor, currency)}"))
+    if query.max_price_minor is not None:
+        clauses.append(("price", f"<= {format_money(query.max_price_minor, currency)}"))
     return clauses
 
 
@@ -277,8 +280,7 @@ def match(query: RuleQuery, listing: Listing) -> Match | None:
         return None
     if query.brand_keys and listing.brand_key not in query.brand_keys:
         return None
-    prices = _price_clauses(query, listing)
-    if prices is None:
+    if not _price_fits(query, listing):
         return None
     text = listing.text
     for phrase in query.required:
@@ -294,7 +296,7 @@ def match(query: RuleQuery, listing: Listing) -> Match | None:
     clauses.extend(("keyword", " ".join(phrase)) for phrase in query.required)
     if query.brand_keys:
         clauses.append(("brand", listing.brand_key))
-    return Match((*clauses, *options, *prices))
+    return Match((*clauses, *options, *_price_clauses(query)))
 
 
 AnchorKind = Literal["prefix", "word", "brand", "source", "everywhere"]
@@ -347,6 +349,9 @@ class RuleIndex:
         }
         self._everywhere: set[int] = set()
         self._sources: dict[int, frozenset[str]] = {}  # only rules limited to some providers
+        # Every word of a rule's phrases, each a prefix of some word of a matching listing:
+        # one subset test rejects most candidates before the phrase-by-phrase match.
+        self._words: dict[int, frozenset[str]] = {}
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -362,6 +367,7 @@ class RuleIndex:
             self._buckets[anchor.kind].setdefault(key, set()).add(rule_id)
         if query.source_keys:
             self._sources[rule_id] = query.source_keys
+        self._words[rule_id] = frozenset(word for phrase in query.required for word in phrase)
 
     def remove(self, rule_id: int) -> None:
         """Forget the rule; nothing happens when it is not filed."""
@@ -371,6 +377,7 @@ class RuleIndex:
         anchor = entry[1]
         self._everywhere.discard(rule_id)
         self._sources.pop(rule_id, None)
+        self._words.pop(rule_id, None)
         for key in anchor.keys:
             bucket = self._buckets[anchor.kind]
             ids = bucket[key]
@@ -397,7 +404,10 @@ class RuleIndex:
     def matches(self, listing: Listing) -> list[tuple[int, Match]]:
         """The rules the listing matches, by rule id, each with its explanation."""
         found: list[tuple[int, Match]] = []
+        prefixes, words = listing.text.prefixes, self._words
         for rule_id in sorted(self.candidates(listing)):
+            if not words[rule_id] <= prefixes:
+                continue
             explained = match(self._rules[rule_id][0], listing)
             if explained is not None:
                 found.append((rule_id, explained))
