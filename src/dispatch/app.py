@@ -40,6 +40,7 @@ from dispatch.telemetry.events import Telemetry
 from dispatch.telemetry.logging import configure_logging, resolve_format
 from dispatch.telemetry.metrics import Metrics
 from dispatch.telemetry.middleware import RequestContextMiddleware
+from dispatch.watch import dev_routes as watch_dev
 from dispatch.watch import stream as watch_stream
 from dispatch.watch.live import router as watch_live_router
 from dispatch.watch.routes import router as watch_router
@@ -231,6 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_live_router, prefix=settings.api_v1_prefix)
+    if settings.environment in watch_dev.DEV_ENVIRONMENTS:
+        app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)
     web_routes.install(app)
     gateway_ingress.install(app, reserved_paths(settings))

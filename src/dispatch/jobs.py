@@ -45,7 +45,7 @@ def build_registry(
         gateway_jobs.register(registry, gateway)
     if catalog is not None:
         catalog_jobs.register(registry, catalog)
-        watch_jobs.register(registry, catalog.database, catalog.settings)
+        watch_jobs.register(registry, catalog)
     return registry
 
 

@@ -14,6 +14,13 @@ from tests.support import admin_headers, make_settings, running_app
 
 ADMIN = admin_headers()
 V1 = "/api/v1"
+# With a worker running, rules poll their sources: point every provider at a closed
+# loopback port (refused at once) so no test reaches a real provider.
+NOWHERE = "http://127.0.0.1:9"
+OFFLINE_PROVIDERS: dict[str, Any] = {
+    f"{name}_base_url": NOWHERE
+    for name in ("complexshop", "universalstore", "goat", "discogs", "ebay")
+} | {"catalog_provider_retries": 0}
 
 
 @dataclass(frozen=True)

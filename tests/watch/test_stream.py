@@ -16,7 +16,7 @@ import pytest
 from dispatch.config import Settings
 from dispatch.db.engine import Database
 from tests.support import LiveServer, admin_headers, make_settings, start_worker
-from tests.watch.conftest import V1, WatchUser, new_user
+from tests.watch.conftest import OFFLINE_PROVIDERS, V1, WatchUser, new_user
 from tests.watch.test_evaluate import product, write
 
 ADMIN = admin_headers()
@@ -82,6 +82,7 @@ async def setup_rule(base_url: str, email: str) -> WatchUser:
 def worker_settings(db_settings: dict[str, Any]) -> Settings:
     return make_settings(
         **db_settings,
+        **OFFLINE_PROVIDERS,
         worker_enabled=True,
         worker_poll_interval_seconds=0.1,
         sync_schedule="",
@@ -162,8 +163,10 @@ def worker_process(
 ) -> Iterator[Any]:
     processes: list[subprocess.Popen[str]] = []
 
+    offline = {name.upper(): str(value) for name, value in OFFLINE_PROVIDERS.items()}
+
     def start(**env: str) -> subprocess.Popen[str]:
-        process = start_worker(db_settings, tmp_path, **env)
+        process = start_worker(db_settings, tmp_path, **offline, **env)
         processes.append(process)
         return process
 

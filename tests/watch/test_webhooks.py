@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from dispatch.db.engine import Database
 from tests.gateway.sink import Sink
 from tests.support import make_settings, running_app
-from tests.watch.conftest import ADMIN, V1, new_user
+from tests.watch.conftest import ADMIN, OFFLINE_PROVIDERS, V1, new_user
 from tests.watch.test_evaluate import product, write
 
 
@@ -36,6 +36,7 @@ async def sink() -> AsyncIterator[Sink]:
 def live_settings(db_settings: dict[str, Any]) -> Any:
     return make_settings(
         **db_settings,
+        **OFFLINE_PROVIDERS,
         worker_enabled=True,
         worker_poll_interval_seconds=0.1,
         gateway_allowed_networks=["127.0.0.0/8"],

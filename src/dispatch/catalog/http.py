@@ -22,6 +22,7 @@ import structlog
 
 from dispatch.catalog.provider import ProviderConfig, ProviderRejected, ProviderUnavailable
 from dispatch.catalog.records import MalformedPayload
+from dispatch.catalog.requests import acting_user
 from dispatch.db.base import utcnow
 from dispatch.queue.policy import RetryPolicy, retry_after_seconds
 
@@ -263,6 +264,7 @@ class ProviderHttp:
                 "attempt": attempt,
                 "rate_limit_remaining": remaining_of(headers),
                 "rate_headers": rate_headers(headers),
+                "user_id": acting_user(),
                 "created_at": utcnow(),
             }
         )

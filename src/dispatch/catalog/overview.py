@@ -37,7 +37,8 @@ async def views(
     loaded = await configs.load(session, ctx.defaults)
     counts = await _counts(session, only)
     since = utcnow() - timedelta(days=1)
-    recent = {s["provider"]: s for s in await requests.summary(session, since, only)}
+    window = requests.Filters(provider=only, since=since)
+    recent = {s["provider"]: s for s in await requests.summary(session, window)}
     out = []
     for name in sorted(loaded):
         if only is not None and name != only:

@@ -7,8 +7,11 @@ never waits on the database.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +23,58 @@ from dispatch.models import CatalogProviderRequest
 from dispatch.telemetry.metrics import Metrics
 
 _TABLE: Table = CatalogProviderRequest.__table__  # type: ignore[assignment]
+# The user on whose behalf provider requests are made now (a watch rule's poll), so seed
+# 003's "own provider requests" can be told apart; None for scrapes and admin calls.
+_ACTING_USER: ContextVar[int | None] = ContextVar("catalog_acting_user", default=None)
+
+
+@contextlib.contextmanager
+def acting_for(user_id: int | None) -> Iterator[None]:
+    """Attribute the provider requests made inside the block to ``user_id``."""
+    token = _ACTING_USER.set(user_id)
+    try:
+        yield
+    finally:
+        _ACTING_USER.reset(token)
+
+
+def acting_user() -> int | None:
+    return _ACTING_USER.get()
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which requests: seed 000's filters and seed 003's (status range, time range, user)."""
+
+    provider: str | None = None
+    status: int | None = None
+    status_gte: int | None = None
+    status_lte: int | None = None
+    errors_only: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+    user_id: int | None = None
+
+    def apply(self, query: Any) -> Any:
+        table = CatalogProviderRequest
+        conditions: list[Any] = []
+        if self.provider:
+            conditions.append(table.provider == self.provider)
+        if self.status is not None:
+            conditions.append(table.status == self.status)
+        if self.status_gte is not None:
+            conditions.append(table.status >= self.status_gte)
+        if self.status_lte is not None:
+            conditions.append(table.status <= self.status_lte)
+        if self.since is not None:
+            conditions.append(table.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(table.created_at <= self.until)
+        if self.user_id is not None:
+            conditions.append(table.user_id == self.user_id)
+        if self.errors_only:
+            conditions.append(table.error.is_not(None))
+        return query.where(*conditions) if conditions else query
 
 
 class RequestLog:
@@ -56,33 +111,22 @@ class RequestLog:
 
 async def recent(
     session: AsyncSession,
+    filters: Filters,
     *,
-    provider: str | None = None,
-    status: int | None = None,
-    errors_only: bool = False,
-    since: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> Sequence[CatalogProviderRequest]:
     """Newest first, filtered; ``before_id`` pages on."""
     query = select(CatalogProviderRequest).order_by(CatalogProviderRequest.id.desc()).limit(limit)
-    if provider:
-        query = query.where(CatalogProviderRequest.provider == provider)
-    if status is not None:
-        query = query.where(CatalogProviderRequest.status == status)
-    if errors_only:
-        query = query.where(CatalogProviderRequest.error.is_not(None))
-    if since is not None:
-        query = query.where(CatalogProviderRequest.created_at >= since)
+    query = filters.apply(query)
     if before_id is not None:
         query = query.where(CatalogProviderRequest.id < before_id)
     return (await session.scalars(query)).all()
 
 
-async def summary(
-    session: AsyncSession, since: datetime, provider: str | None = None
-) -> list[dict[str, Any]]:
-    """Per provider since ``since``: requests, errors, error rate, mean and max duration."""
+async def summary(session: AsyncSession, filters: Filters) -> list[dict[str, Any]]:
+    """Per provider: requests, errors (status >= 400, or an error without a status: seed
+    003's count), error rate, mean and max duration."""
     failed = func.sum(
         case(
             (
@@ -102,12 +146,10 @@ async def summary(
             func.max(CatalogProviderRequest.duration_ms).label("max_ms"),
             func.max(CatalogProviderRequest.created_at).label("last_at"),
         )
-        .where(CatalogProviderRequest.created_at >= since)
         .group_by(CatalogProviderRequest.provider)
         .order_by(CatalogProviderRequest.provider)
     )
-    if provider:
-        query = query.where(CatalogProviderRequest.provider == provider)
+    query = filters.apply(query)
     out = []
     for row in await session.execute(query):
         errors = int(row.errors or 0)

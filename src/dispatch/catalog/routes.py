@@ -7,12 +7,14 @@ Seed 000's routes keep their shapes (``/products/live`` is its live ``/products`
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.catalog import overview, products, requests, service
 from dispatch.catalog.money import MoneyError, currency_code, major_to_minor
@@ -42,11 +44,13 @@ from dispatch.catalog.schemas import (
 from dispatch.catalog.search import Filters, Sort, search
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
-from dispatch.errors import ERROR_RESPONSES, Conflict, ValidationFailed
+from dispatch.errors import ERROR_RESPONSES, Conflict, Forbidden, ValidationFailed
 from dispatch.models import CatalogChange, CatalogProduct
 from dispatch.queue import service as queue
 from dispatch.runtime import Runtime
-from dispatch.security.deps import AdminKey, ReadKey, WriteKey
+from dispatch.security.deps import AdminKey, ReadKey, ReadKeyOrUser, WriteKey
+from dispatch.security.principal import Principal
+from dispatch.security.scopes import Scope
 
 router = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
 
@@ -121,44 +125,112 @@ async def sync_provider(
     return SyncOut(provider=name, job_id=job.job_id, kind=spec.kind, created=job.created)
 
 
-@router.get("/provider-requests", response_model=ProviderRequestPage)
-async def provider_requests(
-    session: SessionDep,
-    _: ReadKey,
+StatusBound = Annotated[int | None, Query(ge=100, le=599)]
+
+
+def _request_filters(
     provider: str | None = None,
     status_code: Annotated[int | None, Query(alias="status", ge=100, le=599)] = None,
+    status_code_gte: StatusBound = None,
+    status_code_lte: StatusBound = None,
     errors_only: bool = False,
     since: datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> ProviderRequestPage:
-    """Outbound provider requests, newest first; page on with ``before_id``."""
-    rows = await requests.recent(
-        session,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    user_id: Annotated[int | None, Query(ge=1)] = None,
+) -> requests.Filters:
+    """Seed 000's filters and seed 003's (``status_code_gte/lte``, ``created_from/to``)."""
+    return requests.Filters(
         provider=provider,
         status=status_code,
+        status_gte=status_code_gte,
+        status_lte=status_code_lte,
         errors_only=errors_only,
-        since=since,
-        before_id=before_id,
-        limit=limit,
+        since=created_from or since,
+        until=created_to,
+        user_id=user_id,
     )
+
+
+RequestFilters = Annotated[requests.Filters, Depends(_request_filters)]
+
+
+def _own(principal: Principal, filters: requests.Filters) -> requests.Filters:
+    """A user sees the requests their own rules made; a key sees every request."""
+    if principal.user_id is None:
+        return filters
+    return dataclasses.replace(filters, user_id=principal.user_id)
+
+
+def _admin_wide(principal: Principal) -> None:
+    if not (principal.allows(Scope.ADMIN) or principal.user_admin):
+        raise Forbidden("The admin-wide provider requests need an admin key or an admin user")
+
+
+async def _request_page(
+    session: AsyncSession, filters: requests.Filters, before_id: int | None, limit: int
+) -> ProviderRequestPage:
+    rows = await requests.recent(session, filters, before_id=before_id, limit=limit)
     following = rows[-1].id if len(rows) == limit else None
     return ProviderRequestPage(
         items=[ProviderRequestOut.of(r) for r in rows], next_before_id=following
     )
 
 
+async def _request_summary(
+    session: AsyncSession, filters: requests.Filters, hours: float
+) -> list[ProviderRequestSummary]:
+    if filters.since is None:
+        filters = dataclasses.replace(filters, since=utcnow() - timedelta(hours=hours))
+    return [ProviderRequestSummary(**row) for row in await requests.summary(session, filters)]
+
+
+BeforeId = Annotated[int | None, Query(ge=1)]
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+Hours = Annotated[float, Query(gt=0, le=24 * 90)]
+
+
+@router.get("/provider-requests", response_model=ProviderRequestPage)
+async def provider_requests(
+    session: SessionDep,
+    principal: ReadKeyOrUser,
+    filters: RequestFilters,
+    before_id: BeforeId = None,
+    limit: PageLimit = 50,
+) -> ProviderRequestPage:
+    """Outbound provider requests, newest first; page on with ``before_id``. A user sees
+    those their watch rules made (seed 003); a key with ``read`` sees all."""
+    return await _request_page(session, _own(principal, filters), before_id, limit)
+
+
 @router.get("/provider-requests/summary", response_model=list[ProviderRequestSummary])
 async def provider_requests_summary(
-    session: SessionDep,
-    _: ReadKey,
-    provider: str | None = None,
-    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24,
+    session: SessionDep, principal: ReadKeyOrUser, filters: RequestFilters, hours: Hours = 24
 ) -> list[ProviderRequestSummary]:
-    """Per provider over the last ``hours``: requests, errors, error rate, durations."""
-    since = utcnow() - timedelta(hours=hours)
-    rows = await requests.summary(session, since, provider)
-    return [ProviderRequestSummary(**row) for row in rows]
+    """Per provider over the last ``hours`` (or ``created_from``): requests, errors, error
+    rate, durations; a user's own requests only."""
+    return await _request_summary(session, _own(principal, filters), hours)
+
+
+@router.get("/provider-requests/admin", response_model=ProviderRequestPage)
+async def provider_requests_admin(
+    session: SessionDep,
+    principal: ReadKeyOrUser,
+    filters: RequestFilters,
+    before_id: BeforeId = None,
+    limit: PageLimit = 50,
+) -> ProviderRequestPage:
+    """Seed 003's admin variant: everyone's requests, ``user_id`` to narrow them."""
+    _admin_wide(principal)
+    return await _request_page(session, filters, before_id, limit)
+
+
+@router.get("/provider-requests/admin/summary", response_model=list[ProviderRequestSummary])
+async def provider_requests_admin_summary(
+    session: SessionDep, principal: ReadKeyOrUser, filters: RequestFilters, hours: Hours = 24
+) -> list[ProviderRequestSummary]:
+    _admin_wide(principal)
+    return await _request_summary(session, filters, hours)
 
 
 # Products -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from dispatch.catalog.configs import EDITABLE
 from dispatch.catalog.money import to_major
@@ -314,7 +314,14 @@ class ProviderRequestOut(BaseModel):
     attempt: int
     rate_limit_remaining: int | None
     rate_headers: dict[str, str]
+    user_id: int | None = Field(description="The user whose watch rule made it (seed 003)")
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status_code(self) -> int | None:
+        """Seed 003's name for ``status``."""
+        return self.status
 
     @classmethod
     def of(cls, row: CatalogProviderRequest) -> ProviderRequestOut:
@@ -334,6 +341,18 @@ class ProviderRequestSummary(BaseModel):
     mean_ms: float
     max_ms: float
     last_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_requests(self) -> int:
+        """Seed 003's name for ``requests``."""
+        return self.requests
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_requests(self) -> int:
+        """Seed 003's name for ``errors`` (status >= 400, or an error without a status)."""
+        return self.errors
 
 
 class ChangeOut(BaseModel):

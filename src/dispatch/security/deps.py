@@ -89,11 +89,16 @@ async def _jwt_principal(runtime: Runtime, token: str) -> Principal:
 
 
 class Authorize:
-    """Dependency: a valid key carrying ``scope`` (any valid key for None), within budget."""
+    """Dependency: a valid key carrying ``scope`` (any valid key for None), within budget.
 
-    def __init__(self, scope: Scope | None, group: str = "api") -> None:
+    With ``users`` a user (personal key or JWT) passes too: the route then shows the user
+    their own share of what the scope would show (seed 003's "own" routes).
+    """
+
+    def __init__(self, scope: Scope | None, group: str = "api", *, users: bool = False) -> None:
         self.scope = scope
         self.group = group
+        self.users = users
 
     async def __call__(
         self,
@@ -121,6 +126,8 @@ class Authorize:
                 "Invalid, expired or revoked API key" if key else "A valid API key is required"
             )
             raise Unauthorized(message, headers=limit_headers)
+        if self.users and principal.user_id is not None:
+            return principal
         if self.scope is not None and not principal.allows(self.scope):
             raise Forbidden(
                 f"This key lacks the '{self.scope}' scope",
@@ -140,5 +147,6 @@ async def limit_anonymous(request: Request, response: Response, runtime: Runtime
 AnyKey = Annotated[Principal, Depends(Authorize(None))]
 AdminKey = Annotated[Principal, Depends(Authorize(Scope.ADMIN))]
 ReadKey = Annotated[Principal, Depends(Authorize(Scope.READ))]
+ReadKeyOrUser = Annotated[Principal, Depends(Authorize(Scope.READ, users=True))]
 WriteKey = Annotated[Principal, Depends(Authorize(Scope.WRITE))]
 MetricsKey = Annotated[Principal, Depends(Authorize(Scope.METRICS, group="metrics"))]

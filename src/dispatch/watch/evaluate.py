@@ -19,20 +19,17 @@ back.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import structlog
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.catalog.money import MoneyError, major_to_minor
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.db.bulk import conflict_insert, insert_returning_ids, update_by_id
@@ -42,13 +39,12 @@ from dispatch.models import (
     CatalogOffer,
     CatalogPricePoint,
     CatalogProduct,
-    User,
     WatchCursor,
     WatchEvent,
     WatchMatch,
-    WatchRule,
 )
 from dispatch.watch import decisions, fanout, matching, stream
+from dispatch.watch.ruleset import CompiledRule, RuleSet, load_rules
 
 log = structlog.get_logger(__name__)
 
@@ -59,139 +55,6 @@ MAX_GAPS = 10_000
 POLL_SECONDS = 0.2
 _IN_CHUNK = 500  # ids per IN (...) list
 _EVENTS: Any = WatchEvent.__table__
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    id: int
-    user_id: int
-    name: str
-    query: matching.RuleQuery
-    notify: decisions.NotifyOn
-
-
-def _minor(value: Any, currency: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return major_to_minor(Decimal(str(value)), currency)
-    except (MoneyError, ArithmeticError):
-        return None
-
-
-def compile_rule(rule: WatchRule, user_currency: str | None, default: str) -> CompiledRule:
-    """A stored rule as the matcher and the decisions use it (prices in minor units)."""
-    q = rule.query
-    currency = (q.get("currency") or user_currency or default).upper()
-    notify = rule.notify or {}
-    query = matching.compile_query(
-        sources=q.get("sources") or (),
-        keywords=q.get("keywords") or (),
-        q=q.get("q"),
-        exclude=q.get("exclude_keywords") or (),
-        brands=q.get("brands") or (),
-        sizes=q.get("sizes") or (),
-        min_price_minor=_minor(q.get("min_price"), currency),
-        max_price_minor=_minor(q.get("max_price"), currency),
-        currency=currency,
-        conditions=q.get("conditions") or (),
-        default_currency=currency,
-    )
-    return CompiledRule(
-        id=rule.id,
-        user_id=rule.user_id,
-        name=rule.name,
-        query=query,
-        notify=decisions.NotifyOn(
-            new_match=notify.get("new_match", True),
-            price_drop=notify.get("price_drop", True),
-            drop_amount_minor=_minor(notify.get("drop_amount"), currency),
-            drop_percent=notify.get("drop_percent"),
-            price_rise=notify.get("price_rise", False),
-            back_in_stock=notify.get("back_in_stock", True),
-            ended=notify.get("ended", False),
-            lowest_in_days=notify.get("lowest_in_days"),
-        ),
-    )
-
-
-@dataclass
-class RuleSet:
-    """Active rules compiled and indexed, kept in step with the database incrementally."""
-
-    version: tuple[Any, ...] = ()
-    rules: dict[int, CompiledRule] = field(default_factory=dict)
-    index: matching.RuleIndex = field(default_factory=matching.RuleIndex)
-    stamps: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
-
-
-async def _rules_version(session: AsyncSession) -> tuple[Any, ...]:
-    rules = (await session.execute(select(func.count(), func.max(WatchRule.updated_at)))).one()
-    users = (await session.execute(select(func.count(), func.max(User.updated_at)))).one()
-    return (*rules, *users)
-
-
-_ACTIVE = (WatchRule.is_active.is_(True), User.is_active.is_(True))
-
-
-async def load_rules(session: AsyncSession, settings: Settings, current: RuleSet) -> RuleSet:
-    """The active rules; when anything changed, only the changed rules are compiled again.
-
-    A rule's stamp is its own and its user's ``updated_at`` (the user's currency prices
-    its bounds). Compiling 10,000 rules takes about a second: a change to one must not
-    cost the next batch that much.
-    """
-    version = await _rules_version(session)
-    if version == current.version:
-        return current
-    stamps = {
-        rule_id: (rule_stamp, user_stamp)
-        for rule_id, rule_stamp, user_stamp in await session.execute(
-            select(WatchRule.id, WatchRule.updated_at, User.updated_at)
-            .join(User, User.id == WatchRule.user_id)
-            .where(*_ACTIVE)
-        )
-    }
-    for gone in set(current.rules) - set(stamps):
-        current.rules.pop(gone, None)
-        current.index.remove(gone)
-        current.stamps.pop(gone, None)
-    changed = [rid for rid, stamp in stamps.items() if current.stamps.get(rid) != stamp]
-    for start in range(0, len(changed), _IN_CHUNK):
-        rows = await session.execute(
-            select(WatchRule, User.preferences)
-            .join(User, User.id == WatchRule.user_id)
-            .where(WatchRule.id.in_(changed[start : start + _IN_CHUNK]))
-        )
-        for rule, preferences in rows:
-            _compile_into(current, rule, preferences, settings, stamps[rule.id])
-    current.version = version
-    if len(changed) > 1_000:
-        # Tens of thousands of long-lived objects: kept out of the collector's full passes,
-        # which otherwise walked them all during each batch's allocations.
-        gc.freeze()
-    return current
-
-
-def _compile_into(
-    rules: RuleSet,
-    rule: WatchRule,
-    preferences: dict[str, Any] | None,
-    settings: Settings,
-    stamp: tuple[datetime, datetime],
-) -> None:
-    rules.stamps[rule.id] = stamp
-    try:
-        compiled = compile_rule(
-            rule, (preferences or {}).get("currency"), settings.watch_default_currency
-        )
-    except (MoneyError, ValueError) as exc:  # one unreadable rule must not stop the rest
-        log.warning("watch.rule_skipped", rule=rule.id, error=str(exc))
-        rules.rules.pop(rule.id, None)
-        rules.index.remove(rule.id)
-        return
-    rules.rules[rule.id] = compiled
-    rules.index.add(rule.id, compiled.query)
 
 
 # What matching and the events need of a product: not its raw payload or description.
@@ -267,6 +130,10 @@ async def _lows(
         .group_by(points.product_id, points.currency)
     )
     return {pid: (low, currency) for pid, currency, low in rows if low is not None}
+
+
+# A rule, why it matched, the product's row and the product as rules see it.
+Pair = tuple[CompiledRule, matching.Match, Any, matching.Listing]
 
 
 @dataclass
@@ -369,16 +236,45 @@ class Evaluator:
             found = sorted([*filled, *found], key=lambda change: change.id)
         return found
 
+    async def backfill(
+        self, rule: CompiledRule, product_ids: Sequence[int], now: datetime | None = None
+    ) -> BatchResult:
+        """One rule against products already in the catalogue (a new or changed rule
+        matches what is listed now, not only what changes next)."""
+        if not product_ids:
+            return BatchResult()
+        async with self.database.session() as session:
+            listings = await _listings(session, product_ids)
+            pairs: list[Pair] = [
+                (rule, found, product, listing)
+                for product, listing in listings.values()
+                if (found := matching.match(rule.query, listing)) is not None
+            ]
+            result = await self._decide(session, pairs, {}, now or utcnow())
+            await stream.publish_in_transaction(session, result.notifications)
+        await self.publisher.after_commit(result.notifications)
+        return result
+
     async def _evaluate(
         self, session: AsyncSession, changes: Sequence[CatalogChange], now: datetime
     ) -> BatchResult:
         last_change = {change.product_id: change.id for change in changes}
         listings = await _listings(session, list(last_change))
-        pairs = [
+        pairs: list[Pair] = [
             (self.rules.rules[rule_id], found, product, listing)
             for product, listing in listings.values()
             for rule_id, found in self.rules.index.matches(listing)
         ]
+        return await self._decide(session, pairs, last_change, now)
+
+    async def _decide(
+        self,
+        session: AsyncSession,
+        pairs: Sequence[Pair],
+        last_change: dict[int, int],
+        now: datetime,
+    ) -> BatchResult:
+        """Each matched pair's decision: its state, and its events with their notifications."""
         result = BatchResult(matched=len(pairs))
         if not pairs:
             return result
@@ -427,7 +323,7 @@ class Evaluator:
                     "type": str(draft.type),
                     "rule_id": rule.id,
                     "product_id": product.id,
-                    "change_id": last_change[product.id],
+                    "change_id": last_change.get(product.id),
                     "dedupe_key": draft.dedupe_key[:200],
                     "payload": _event_payload(rule, product, explained, draft),
                     "created_at": now,
@@ -444,7 +340,7 @@ class Evaluator:
     async def _lows_for(
         self,
         session: AsyncSession,
-        pairs: Sequence[tuple[CompiledRule, matching.Match, Any, matching.Listing]],
+        pairs: Sequence[Pair],
         now: datetime,
     ) -> dict[tuple[int, int], int]:
         """The N-day low of each pair whose rule asks for LOWEST_IN_DAYS, same currency only."""

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from dispatch.config import Settings
-from dispatch.db.engine import Database
-from dispatch.queue.registry import Registry
-from dispatch.watch import delivery
+from pydantic import BaseModel, Field
+
+from dispatch.catalog.context import CatalogContext
+from dispatch.db.base import utcnow
+from dispatch.queue.policy import RetryPolicy
+from dispatch.queue.registry import HandlerResult, JobContext, Registry
+from dispatch.queue.schedules import ScheduleSpec
+from dispatch.watch import delivery, polling
 from dispatch.watch.evaluate import Evaluator
 
 
-def register(registry: Registry, database: Database, settings: Settings) -> None:
+class PollArgs(BaseModel):
+    rule_id: int = Field(ge=1)
+
+
+def register(registry: Registry, catalog: CatalogContext) -> None:
     """Every worker follows the catalogue's change feed and sends what is due (several at
-    once is safe: the feed's cursor and the notifications are claimed, not shared)."""
+    once is safe: the feed's cursor and the notifications are claimed, not shared); rules
+    are polled on their own schedule through the catalogue's providers."""
+    database, settings = catalog.database, catalog.settings
     registry.loop("watch.changes", Evaluator(database, settings).run)
     registry.loop("watch.deliveries", lambda: delivery.run(database, settings))
+    once = RetryPolicy(max_attempts=1)
+    queue_name = settings.catalog_queue
+
+    @registry.register(polling.SWEEP_KIND, policy=once)
+    async def sweep(context: JobContext, args: object) -> HandlerResult:
+        """Enqueue a poll of every rule that is due."""
+        return {"enqueued": await polling.sweep(database, queue_name, utcnow())}
+
+    registry.schedule(
+        ScheduleSpec(polling.SWEEP_KIND, polling.SWEEP_EVERY, polling.SWEEP_KIND, queue=queue_name)
+    )
+
+    @registry.register(polling.POLL_KIND, args=PollArgs, policy=once)
+    async def poll(context: JobContext, args: PollArgs) -> HandlerResult:
+        """Ask one rule's sources now (a failure is recorded on the rule, retried by time)."""
+        return await polling.poll(catalog, args.rule_id)

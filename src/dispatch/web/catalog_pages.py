@@ -146,7 +146,9 @@ async def _provider_page(
         "options": pretty_json(view.options),
         "options_field": forms.OPTIONS_FIELD,
         "options_text": _submitted_options(values, view.options),
-        "requests": await requests.recent(session, provider=name, limit=REQUESTS_SHOWN),
+        "requests": await requests.recent(
+            session, requests.Filters(provider=name), limit=REQUESTS_SHOWN
+        ),
         "errors": errors,
         "notice": notice,
         "saved": request.query_params.get("saved") == "1",
