@@ -19,9 +19,11 @@ from dispatch.config import Settings, normalise_database_url
 from dispatch.db import migrations
 from dispatch.db.engine import Database
 from tests.support import (
+    Mailbox,
     make_settings,
     run_sql,
     running_app,
+    smtp_server,
     test_database_url,
     test_redis_url,
 )
@@ -109,3 +111,10 @@ def postgres_url() -> str:
     if url is None:
         pytest.skip("DISPATCH_TEST_DATABASE_URL is not set")
     return url
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback: (its mailbox, its port)."""
+    with smtp_server() as server:
+        yield server

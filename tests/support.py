@@ -10,7 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +239,29 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
         timeout=60,
         check=False,
     )
+
+
+@dataclass
+class Mailbox:
+    """What a real SMTP server on loopback (aiosmtpd) received, parsed with today's policy."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on a free loopback port: its mailbox and the port."""
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()

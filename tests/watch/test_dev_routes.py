@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from dispatch.config import Settings
 from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.support import make_settings, running_app
-from tests.watch.conftest import V1, WatchUser, new_user
+from tests.watch.conftest import V1, WatchUser
 
 
 @pytest.fixture
@@ -20,22 +21,9 @@ def fake() -> Iterator[FakeProviders]:
 
 
 @pytest.fixture
-async def http(
-    db_settings: dict[str, Any], fake: FakeProviders
-) -> AsyncIterator[httpx.AsyncClient]:
+def watch_settings(db_settings: dict[str, Any], fake: FakeProviders) -> Settings:
     """Providers point at the fake server: a test never calls a real one."""
-    async with running_app(make_settings(**db_settings, **provider_settings(fake))) as client:
-        yield client
-
-
-@pytest.fixture
-async def alice(http: httpx.AsyncClient) -> WatchUser:
-    return await new_user(http, "alice@example.com")
-
-
-@pytest.fixture
-async def bob(http: httpx.AsyncClient) -> WatchUser:
-    return await new_user(http, "bob@example.com")
+    return make_settings(**db_settings, **provider_settings(fake))
 
 
 async def test_ingest_a_listing_and_see_it_matched_at_once(

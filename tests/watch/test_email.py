@@ -3,16 +3,10 @@ retries and the missing-SMTP case."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from email import message_from_bytes, policy
 from email.message import Message
-from typing import Any
 
 import httpx
-import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from dispatch.db.base import utcnow
@@ -20,30 +14,11 @@ from dispatch.db.engine import Database
 from dispatch.models import WatchNotification
 from dispatch.watch import delivery
 from dispatch.watch.evaluate import Evaluator
-from tests.support import free_port
+from tests.support import Mailbox, free_port
 from tests.watch.conftest import ADMIN, V1, WatchUser
 from tests.watch.test_evaluate import database, evaluator, product, rule, write
 
 __all__ = ["database", "evaluator"]  # fixtures shared with test_evaluate
-
-
-@dataclass
-class Mailbox:
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
 
 
 async def use_smtp(http: httpx.AsyncClient, port: int) -> None:

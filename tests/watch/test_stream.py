@@ -176,34 +176,29 @@ def worker_process(
         process.wait(timeout=30)
 
 
-@pytest.mark.postgres
-async def test_across_processes_on_postgresql(
-    postgres_url: str, db_settings: dict[str, Any], worker_process: Any
+@pytest.mark.parametrize(
+    "relay",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgresql-notify"),
+        pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    ],
+)
+async def test_across_processes(
+    relay: str, db_settings: dict[str, Any], worker_process: Any, request: pytest.FixtureRequest
 ) -> None:
-    """A worker process writes the event; the API process relays its NOTIFY to the stream."""
-    settings = make_settings(**db_settings)  # this process serves the API only
+    """A worker process writes the event; the API process relays it to the stream, through
+    PostgreSQL's NOTIFY or through Redis."""
+    env: dict[str, str] = {}
+    if relay == "postgres":
+        request.getfixturevalue("postgres_url")
+        settings = make_settings(**db_settings)  # this process serves the API only
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        settings = make_settings(**db_settings, redis_url=redis_url)
+        env = {"REDIS_URL": redis_url}
     with LiveServer(settings) as server:
         alice = await setup_rule(server.url, "alice@example.com")
-        worker_process()
-        database = Database(settings)
-        try:
-            async with Stream(server.url, alice.headers) as stream:
-                await write(database, product("a", "Nike Dunk Low"))
-                (message,) = await stream.wait_for(1)
-        finally:
-            await database.dispose()
-    assert message["event_type"] == "NEW_MATCH"
-    assert message["user_id"] == alice.id
-
-
-@pytest.mark.redis
-async def test_across_processes_through_redis(
-    redis_url: str, db_settings: dict[str, Any], worker_process: Any
-) -> None:
-    settings = make_settings(**db_settings, redis_url=redis_url)
-    with LiveServer(settings) as server:
-        alice = await setup_rule(server.url, "alice@example.com")
-        worker_process(REDIS_URL=redis_url)
+        worker_process(**env)
         database = Database(settings)
         try:
             async with Stream(server.url, alice.headers) as stream:

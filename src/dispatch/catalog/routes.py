@@ -49,7 +49,6 @@ from dispatch.models import CatalogChange, CatalogProduct
 from dispatch.queue import service as queue
 from dispatch.runtime import Runtime
 from dispatch.security.deps import AdminKey, ReadKey, ReadKeyOrUser, WriteKey
-from dispatch.security.principal import Principal
 from dispatch.security.scopes import Scope
 
 router = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
@@ -152,19 +151,29 @@ def _request_filters(
     )
 
 
-RequestFilters = Annotated[requests.Filters, Depends(_request_filters)]
-
-
-def _own(principal: Principal, filters: requests.Filters) -> requests.Filters:
-    """A user sees the requests their own rules made; a key sees every request."""
+def _own(
+    principal: ReadKeyOrUser, filters: Annotated[requests.Filters, Depends(_request_filters)]
+) -> requests.Filters:
+    """A user sees the requests their own rules made; a key with ``read`` sees every one."""
     if principal.user_id is None:
         return filters
     return dataclasses.replace(filters, user_id=principal.user_id)
 
 
-def _admin_wide(principal: Principal) -> None:
+def _everyone(
+    principal: ReadKeyOrUser, filters: Annotated[requests.Filters, Depends(_request_filters)]
+) -> requests.Filters:
+    """Seed 003's admin variants: an admin key or an admin user, ``user_id`` to narrow."""
     if not (principal.allows(Scope.ADMIN) or principal.user_admin):
         raise Forbidden("The admin-wide provider requests need an admin key or an admin user")
+    return filters
+
+
+OwnRequests = Annotated[requests.Filters, Depends(_own)]
+EveryonesRequests = Annotated[requests.Filters, Depends(_everyone)]
+BeforeId = Annotated[int | None, Query(ge=1)]
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+Hours = Annotated[float, Query(gt=0, le=24 * 90)]
 
 
 async def _request_page(
@@ -185,51 +194,39 @@ async def _request_summary(
     return [ProviderRequestSummary(**row) for row in await requests.summary(session, filters)]
 
 
-BeforeId = Annotated[int | None, Query(ge=1)]
-PageLimit = Annotated[int, Query(ge=1, le=500)]
-Hours = Annotated[float, Query(gt=0, le=24 * 90)]
-
-
 @router.get("/provider-requests", response_model=ProviderRequestPage)
 async def provider_requests(
-    session: SessionDep,
-    principal: ReadKeyOrUser,
-    filters: RequestFilters,
-    before_id: BeforeId = None,
-    limit: PageLimit = 50,
+    session: SessionDep, filters: OwnRequests, before_id: BeforeId = None, limit: PageLimit = 50
 ) -> ProviderRequestPage:
     """Outbound provider requests, newest first; page on with ``before_id``. A user sees
     those their watch rules made (seed 003); a key with ``read`` sees all."""
-    return await _request_page(session, _own(principal, filters), before_id, limit)
+    return await _request_page(session, filters, before_id, limit)
 
 
 @router.get("/provider-requests/summary", response_model=list[ProviderRequestSummary])
 async def provider_requests_summary(
-    session: SessionDep, principal: ReadKeyOrUser, filters: RequestFilters, hours: Hours = 24
+    session: SessionDep, filters: OwnRequests, hours: Hours = 24
 ) -> list[ProviderRequestSummary]:
     """Per provider over the last ``hours`` (or ``created_from``): requests, errors, error
     rate, durations; a user's own requests only."""
-    return await _request_summary(session, _own(principal, filters), hours)
+    return await _request_summary(session, filters, hours)
 
 
 @router.get("/provider-requests/admin", response_model=ProviderRequestPage)
 async def provider_requests_admin(
     session: SessionDep,
-    principal: ReadKeyOrUser,
-    filters: RequestFilters,
+    filters: EveryonesRequests,
     before_id: BeforeId = None,
     limit: PageLimit = 50,
 ) -> ProviderRequestPage:
     """Seed 003's admin variant: everyone's requests, ``user_id`` to narrow them."""
-    _admin_wide(principal)
     return await _request_page(session, filters, before_id, limit)
 
 
 @router.get("/provider-requests/admin/summary", response_model=list[ProviderRequestSummary])
 async def provider_requests_admin_summary(
-    session: SessionDep, principal: ReadKeyOrUser, filters: RequestFilters, hours: Hours = 24
+    session: SessionDep, filters: EveryonesRequests, hours: Hours = 24
 ) -> list[ProviderRequestSummary]:
-    _admin_wide(principal)
     return await _request_summary(session, filters, hours)
 
 
