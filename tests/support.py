@@ -52,6 +52,7 @@ def make_settings(**overrides: Any) -> Settings:
         "login_rate_per_minute": 10_000,
         "watch_rate_per_minute": 10_000,
         "stream_rate_per_minute": 10_000,
+        "search_rate_per_minute": 10_000,
         "log_level": "WARNING",
         # Tests that exercise the embedded worker turn it on; the rest keep the database quiet.
         "worker_enabled": False,

@@ -44,6 +44,7 @@ from dispatch.watch import dev_routes as watch_dev
 from dispatch.watch import stream as watch_stream
 from dispatch.watch.live import router as watch_live_router
 from dispatch.watch.routes import router as watch_router
+from dispatch.watch.search import router as watch_search_router
 from dispatch.web import docs as web_docs
 from dispatch.web import routes as web_routes
 
@@ -95,6 +96,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             "gateway": settings.gateway_ingest_rate_per_minute,
             "watch_rules": settings.watch_rate_per_minute,
             "stream_events": settings.stream_rate_per_minute,
+            "search": settings.search_rate_per_minute,
         },
         redis=redis,
     )
@@ -232,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_live_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_search_router, prefix=settings.api_v1_prefix)
     if settings.environment in watch_dev.DEV_ENVIRONMENTS:
         app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)

@@ -179,9 +179,11 @@ class Settings(BaseSettings):
     auth_auto_create_users: bool = False
     watch_default_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
     watch_event_cooldown_seconds: float = Field(default=3600.0, ge=0)
-    # Seed 003's per-group budgets (rpm + burst): watch_rules 60+20, stream_events 12+2.
+    # Seed 003's per-group budgets (rpm + burst): watch_rules 60+20, search 30+10,
+    # stream_events 12+2.
     watch_stream_keepalive_seconds: float = Field(default=10.0, gt=0, le=300)
     watch_rate_per_minute: int = Field(default=80, ge=1)
+    search_rate_per_minute: int = Field(default=40, ge=1)
     stream_rate_per_minute: int = Field(default=14, ge=1)
 
     @field_validator("environment", mode="before")

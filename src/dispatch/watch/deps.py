@@ -70,6 +70,12 @@ async def rules_caller(
     return _caller(principal)
 
 
+async def search_caller(
+    principal: Annotated[Principal, Depends(Authorize(None, group="search"))],
+) -> Caller:
+    return _caller(principal)
+
+
 async def stream_caller(
     principal: Annotated[Principal, Depends(Authorize(None, group="stream_events"))],
 ) -> Caller:
@@ -82,4 +88,5 @@ async def api_caller(principal: Annotated[Principal, Depends(Authorize(None))]) 
 
 RulesCaller = Annotated[Caller, Depends(rules_caller)]
 StreamCaller = Annotated[Caller, Depends(stream_caller)]
+SearchCaller = Annotated[Caller, Depends(search_caller)]
 UserCaller = Annotated[Caller, Depends(api_caller)]
