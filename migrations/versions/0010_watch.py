@@ -4,8 +4,9 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02
 
-API keys get an optional owner (a user's personal key) and provider requests the user
-whose rule made them (seed 003's "own" provider requests).
+API keys get an optional owner (a user's personal key), provider requests the user
+whose rule made them (seed 003's "own" provider requests), and UI sessions the user who
+logged in to the watch pages.
 """
 
 from collections.abc import Sequence
@@ -218,8 +219,24 @@ def upgrade() -> None:
             "ix_catalog_provider_requests_user_created", ["user_id", "created_at"], unique=False
         )
 
+    with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("user_id", sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_admin_sessions_user_id"), ["user_id"], unique=False)
+        batch_op.create_foreign_key(
+            batch_op.f("fk_admin_sessions_user_id_users"),
+            "users",
+            ["user_id"],
+            ["id"],
+            ondelete="CASCADE",
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_admin_sessions_user_id_users"), type_="foreignkey")
+        batch_op.drop_index(batch_op.f("ix_admin_sessions_user_id"))
+        batch_op.drop_column("user_id")
+
     with op.batch_alter_table("catalog_provider_requests", schema=None) as batch_op:
         batch_op.drop_index("ix_catalog_provider_requests_user_created")
         batch_op.drop_column("user_id")

@@ -24,6 +24,10 @@ class AdminSession(Base):
     client_id: Mapped[int | None] = mapped_column(
         ForeignKey("gateway_clients.id", ondelete="CASCADE"), index=True, default=None
     )
+    # A watch user logged in with email and password: it uses the watch pages, its own data.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -3,7 +3,8 @@
 The session cookie holds a signed random token, never a password, a key or a
 client token (seed 002 stored the admin password or the client's API token
 itself). The server keeps the token's hash, so logout, expiry, revoking the key
-that opened a session, and deactivating or re-keying the gateway client that
+that opened a session, deactivating or re-keying the gateway client that opened
+one, and deactivating or logging out (``tokens_valid_after``) the watch user who
 opened one end it everywhere. Every form carries the session's CSRF token; the
 login forms, which have no session yet, use a signed double-submit cookie.
 """
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
-from dispatch.models import AdminSession, ApiKey, GatewayClient
+from dispatch.models import AdminSession, ApiKey, GatewayClient, User
 
 SESSION_COOKIE = "dispatch_session"
 LOGIN_CSRF_COOKIE = "dispatch_login_csrf"
@@ -75,8 +76,10 @@ async def open_session(
     client_ip: str | None,
     max_age_seconds: int,
     client_id: int | None = None,
+    user_id: int | None = None,
 ) -> tuple[str, AdminSession]:
-    """Create a session row (a gateway client's with ``client_id``); returns the raw token."""
+    """Create a session row (a gateway client's with ``client_id``, a watch user's with
+    ``user_id``); returns the raw token."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     row = AdminSession(
@@ -85,6 +88,7 @@ async def open_session(
         login_method=method,
         api_key_id=api_key_id,
         client_id=client_id,
+        user_id=user_id,
         created_at=now,
         expires_at=now + timedelta(seconds=max_age_seconds),
         client_ip=client_ip,
@@ -95,7 +99,7 @@ async def open_session(
 
 
 async def load_session(session: AsyncSession, token: str, now: datetime) -> AdminSession | None:
-    """The live session for ``token``; it dies with the key or the client token that opened it."""
+    """The live session for ``token``; it dies with the key, client token or user that opened it."""
     row = await session.get(AdminSession, _token_hash(token))
     if row is None or row.expires_at <= now:
         return None
@@ -110,6 +114,13 @@ async def load_session(session: AsyncSession, token: str, now: datetime) -> Admi
         rotated = client.token_rotated_at
         if rotated is not None and rotated >= row.created_at:
             return None  # opened with the token that rotation replaced
+    if row.user_id is not None:
+        user = await session.get(User, row.user_id)
+        if user is None or not user.is_active:
+            return None
+        cutoff = user.tokens_valid_after
+        if cutoff is not None and cutoff >= row.created_at:
+            return None  # the user logged out everywhere after this session began
     return row
 
 

@@ -49,7 +49,9 @@ async def _replay(runtime: Runtime, user_id: int | None, after: int) -> list[dic
     return [stream_message(notification_id, event) for notification_id, event in rows]
 
 
-async def _events(runtime: Runtime, user_id: int | None, after: int | None) -> AsyncIterator[str]:
+async def event_stream(
+    runtime: Runtime, user_id: int | None, after: int | None
+) -> AsyncIterator[str]:
     keepalive = runtime.settings.watch_stream_keepalive_seconds
     with stream.HUB.subscription(user_id) as queue:
         yield "retry: 3000\n: connected\n\n"
@@ -87,7 +89,7 @@ async def stream_events(
     """
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     return StreamingResponse(
-        _events(runtime, caller.user_id, after),
+        event_stream(runtime, caller.user_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
@@ -20,7 +20,7 @@ from dispatch.runtime import Runtime
 from dispatch.security import api_keys
 from dispatch.security.deps import AdminKey
 from dispatch.security.ratelimit import client_ip
-from dispatch.watch import rules, users, webhooks
+from dispatch.watch import feed, rules, users, webhooks
 from dispatch.watch.deps import Caller, RulesCaller, UserCaller
 from dispatch.watch.pages import PageDep
 from dispatch.watch.schemas import (
@@ -333,15 +333,8 @@ async def list_events(
     rule_id: int | None = None,
     type: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[EventOut]:
-    query = select(WatchEvent)
     owner = caller.owner(user_id)
-    if owner is not None:
-        query = query.where(WatchEvent.user_id == owner)
-    if rule_id is not None:
-        query = query.where(WatchEvent.rule_id == rule_id)
-    if type is not None:
-        query = query.where(WatchEvent.type == type.upper())
-    found = (await session.scalars(page.apply(query, WatchEvent.created_at, WatchEvent.id))).all()
+    found = await feed.events(session, owner, page, rule_id=rule_id, kind=type)
     return [_event_out(e) for e in page.trim(list(found), response)]
 
 
@@ -377,13 +370,7 @@ async def unread_count(
     session: SessionDep, caller: UserCaller, user_id: OwnerFilter = None
 ) -> UnreadCount:
     """Unread items of the in-app feed (the ``realtime`` channel)."""
-    query = select(func.count()).where(
-        WatchNotification.is_read.is_(False), WatchNotification.channel == "realtime"
-    )
-    owner = caller.owner(user_id)
-    if owner is not None:
-        query = query.where(WatchNotification.user_id == owner)
-    return UnreadCount(unread_count=int(await session.scalar(query) or 0))
+    return UnreadCount(unread_count=await feed.unread_count(session, caller.owner(user_id)))
 
 
 @router.post("/notifications/read-all", tags=["notifications"])
@@ -393,12 +380,7 @@ async def mark_all_read(
     owner = caller.owner(user_id)
     if owner is None:
         raise ValidationFailed("user_id is required when an admin key marks notifications read")
-    result = await session.execute(
-        update(WatchNotification)
-        .where(WatchNotification.user_id == owner, WatchNotification.is_read.is_(False))
-        .values(is_read=True, read_at=utcnow())
-    )
-    return MarkedRead(marked=int(getattr(result, "rowcount", 0) or 0))
+    return MarkedRead(marked=await feed.mark_all_read(session, owner))
 
 
 @router.post("/notifications/{notification_id}/read", tags=["notifications"])

@@ -1,4 +1,5 @@
-"""Admin UI pages under ``/ui``: login (admin or gateway client), logout, dashboard and API keys.
+"""Admin UI pages under ``/ui``: login (admin, gateway client or watch user), logout, dashboard
+and API keys.
 
 Seed 002's auth paths (``/login``, ``/client/login``, ``/client/dashboard``, ``/logout``,
 ``/client/logout``) answer too, with the same CSRF checks and rate limits.
@@ -21,16 +22,18 @@ from dispatch.runtime import Runtime
 from dispatch.security import api_keys, sessions
 from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
-from dispatch.web import catalog_pages, gateway_pages, gateway_task_pages, queue_pages
+from dispatch.web import catalog_pages, gateway_pages, gateway_task_pages, queue_pages, watch_pages
 from dispatch.web.auth import (
     ADMIN,
     CLIENT,
+    USER,
+    CsrfSignedInDep,
     CsrfUserDep,
-    CsrfViewerDep,
     LoginRequired,
     UiUser,
     UiUserDep,
     authenticate_login,
+    authenticate_user,
     check_login_csrf,
     set_login_csrf,
     start_session,
@@ -43,6 +46,8 @@ seed_router = APIRouter(include_in_schema=False)
 CLIENT_HOME = "/ui/gateway/tasks"
 # Where a client session may land after login; anything else would answer 403.
 _CLIENT_PAGES = ("/ui/gateway/tasks", "/documentation")
+WATCH_HOME = "/ui/watch"
+_TABS = (ADMIN, CLIENT, USER)
 # Paths whose errors are HTML pages (a missing session redirects to the login page).
 _HTML_PATHS = ("/ui", "/documentation", "/client/", "/logout")
 
@@ -64,6 +69,15 @@ def _client_next(target: str | None) -> str:
     return CLIENT_HOME
 
 
+def _watch_next(target: str | None) -> str:
+    """Where a watch user lands: the watch page asked for, else their dashboard."""
+    if target and _is_local(target):
+        path = target.split("?", 1)[0]
+        if path == WATCH_HOME or path.startswith(WATCH_HOME + "/"):
+            return target
+    return WATCH_HOME
+
+
 def _login_page(
     request: Request,
     runtime: Runtime,
@@ -77,7 +91,7 @@ def _login_page(
         "next": next if _is_local(next) else "",
         "error": error,
         "csrf_token": token,
-        "tab": CLIENT if tab == CLIENT else ADMIN,
+        "tab": tab if tab in _TABS else ADMIN,
     }
     rendered = page(request, "login.html", context, status)
     rendered.headers["Cache-Control"] = "no-store"
@@ -139,12 +153,36 @@ async def client_login(
     return response
 
 
+@router.post("/login/user", response_class=HTMLResponse)
+async def user_login(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    """A watch user signs in with email and password; the session keeps only the user's id."""
+    await _login_attempt(runtime, request, csrf_token)
+    person = await authenticate_user(session, email, password) if email and password else None
+    if person is None:
+        return _login_page(request, runtime, next, "Wrong email or password.", 401, USER)
+    if not person.is_active:
+        return _login_page(request, runtime, next, "This account is inactive.", 403, USER)
+    response = RedirectResponse(_watch_next(next), status_code=303)
+    method = "user_password"
+    await start_session(runtime, request, session, response, method, None, user_id=person.id)
+    runtime.telemetry.emit("ui.login", method=method)
+    return response
+
+
 @router.post("/logout")
 @seed_router.post("/logout")
 @seed_router.post("/client/logout")
-async def logout(session: SessionDep, user: CsrfViewerDep) -> Response:
+async def logout(session: SessionDep, user: CsrfSignedInDep) -> Response:
     await sessions.close_session(session, user.token)
-    target = "/ui/login" if user.is_admin else "/ui/login?tab=client"
+    target = "/ui/login" if user.is_admin else f"/ui/login?tab={user.role}"
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response
@@ -233,7 +271,8 @@ async def _render_error(request: Request, status: int, code: str, message: str) 
         if request.method == "GET":
             query = request.url.query
             target = quote(request.url.path + (f"?{query}" if query else ""), safe="/")
-        return RedirectResponse(f"/ui/login?next={target}", status_code=303)
+        tab = f"&tab={USER}" if request.url.path.startswith(WATCH_HOME) else ""
+        return RedirectResponse(f"/ui/login?next={target}{tab}", status_code=303)
     user: UiUser | None = getattr(request.state, "ui_user", None)
     context = {"status": status, "code": code, "message": message, "user": user}
     return page(request, "error.html", context, status=status)
@@ -248,6 +287,7 @@ def install(app: FastAPI) -> None:
     app.include_router(gateway_pages.router)
     app.include_router(gateway_task_pages.router)
     app.include_router(catalog_pages.router)
+    app.include_router(watch_pages.router)
     app.state.html_error_renderer = _render_error
 
     @app.get("/ui", include_in_schema=False)
