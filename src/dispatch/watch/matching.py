@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -315,19 +316,22 @@ class Anchor:
     keys: tuple[str, ...] = ()
 
 
-def anchor_of(query: RuleQuery) -> Anchor:
+def anchor_of(query: RuleQuery, rarity: Mapping[str, int] | None = None) -> Anchor:
     """The most selective thing every matching listing must have.
 
-    The longest word of the required phrases (the last word of a phrase may be a prefix, the
-    others are whole words); without phrases the brands, then the sources.
+    A word of the required phrases (the last word of a phrase may be a prefix, the others are
+    whole words): the one fewest rules need (``rarity``: how many rules need each word; a
+    word common among rules is common among listings too), then the longest; without
+    phrases the brands, then the sources.
     """
+    counts = rarity or {}
     options = [
-        (len(word), index < len(phrase) - 1, word)
+        (-counts.get(word, 0), len(word), index < len(phrase) - 1, word)
         for phrase in query.required
         for index, word in enumerate(phrase)
     ]
     if options:
-        _, whole, word = max(options)
+        _, _, whole, word = max(options)
         return Anchor("word" if whole else "prefix", (word,))
     if query.brand_keys:
         return Anchor("brand", tuple(sorted(query.brand_keys)))
@@ -337,21 +341,24 @@ def anchor_of(query: RuleQuery) -> Anchor:
 
 
 class RuleIndex:
-    """Rules filed by anchor, so a listing is tested only against the rules it could match."""
+    """Rules filed by anchor, so a listing is tested only against the rules it could match.
+
+    Within an anchor, rules are grouped by the set of words their phrases need: one subset
+    test against the listing's word prefixes keeps or drops the whole group (many users
+    watch the same words), before any rule is matched clause by clause.
+    """
 
     def __init__(self) -> None:
-        self._rules: dict[int, tuple[RuleQuery, Anchor]] = {}
-        self._buckets: dict[AnchorKind, dict[str, set[int]]] = {
+        self._rules: dict[int, tuple[RuleQuery, Anchor, frozenset[str]]] = {}
+        self._buckets: dict[AnchorKind, dict[str, dict[frozenset[str], set[int]]]] = {
             "prefix": {},
             "word": {},
             "brand": {},
             "source": {},
+            "everywhere": {},
         }
-        self._everywhere: set[int] = set()
         self._sources: dict[int, frozenset[str]] = {}  # only rules limited to some providers
-        # Every word of a rule's phrases, each a prefix of some word of a matching listing:
-        # one subset test rejects most candidates before the phrase-by-phrase match.
-        self._words: dict[int, frozenset[str]] = {}
+        self._rarity: Counter[str] = Counter()  # how many rules need each word
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -359,56 +366,60 @@ class RuleIndex:
     def add(self, rule_id: int, query: RuleQuery) -> None:
         """File the rule, replacing any rule with the same id."""
         self.remove(rule_id)
-        anchor = anchor_of(query)
-        self._rules[rule_id] = (query, anchor)
-        if anchor.kind == "everywhere":
-            self._everywhere.add(rule_id)
-        for key in anchor.keys:
-            self._buckets[anchor.kind].setdefault(key, set()).add(rule_id)
+        words = frozenset(word for phrase in query.required for word in phrase)
+        self._rarity.update(words)
+        anchor = anchor_of(query, self._rarity)
+        self._rules[rule_id] = (query, anchor, words)
+        for key in anchor.keys or ("",):
+            groups = self._buckets[anchor.kind].setdefault(key, {})
+            groups.setdefault(words, set()).add(rule_id)
         if query.source_keys:
             self._sources[rule_id] = query.source_keys
-        self._words[rule_id] = frozenset(word for phrase in query.required for word in phrase)
 
     def remove(self, rule_id: int) -> None:
         """Forget the rule; nothing happens when it is not filed."""
         entry = self._rules.pop(rule_id, None)
         if entry is None:
             return
-        anchor = entry[1]
-        self._everywhere.discard(rule_id)
+        _, anchor, words = entry
         self._sources.pop(rule_id, None)
-        self._words.pop(rule_id, None)
-        for key in anchor.keys:
-            bucket = self._buckets[anchor.kind]
-            ids = bucket[key]
+        self._rarity.subtract(words)
+        bucket = self._buckets[anchor.kind]
+        for key in anchor.keys or ("",):
+            groups = bucket[key]
+            ids = groups[words]
             ids.discard(rule_id)
             if not ids:
+                del groups[words]
+            if not groups:
                 del bucket[key]
 
     def candidates(self, listing: Listing) -> set[int]:
-        """Ids of the rules the listing might match: a superset of those it does match."""
-        found = set(self._everywhere)
+        """Ids of the rules whose words the listing has: a superset of those it matches."""
+        prefixes = listing.text.prefixes
+        found: set[int] = set()
         for bucket, keys in (
-            (self._buckets["prefix"], listing.text.prefixes),
+            (self._buckets["prefix"], prefixes),
             (self._buckets["word"], listing.text.positions.keys()),
             (self._buckets["brand"], (listing.brand_key,)),
             (self._buckets["source"], (listing.provider_key,)),
+            (self._buckets["everywhere"], ("",)),
         ):
             for key in keys:
-                ids = bucket.get(key)
-                if ids:
-                    found |= ids
+                groups = bucket.get(key)
+                if groups:
+                    for words, ids in groups.items():
+                        if words <= prefixes:
+                            found |= ids
         provider, sources = listing.provider_key, self._sources
         return {rid for rid in found if rid not in sources or provider in sources[rid]}
 
     def matches(self, listing: Listing) -> list[tuple[int, Match]]:
         """The rules the listing matches, by rule id, each with its explanation."""
         found: list[tuple[int, Match]] = []
-        prefixes, words = listing.text.prefixes, self._words
-        for rule_id in sorted(self.candidates(listing)):
-            if not words[rule_id] <= prefixes:
-                continue
+        for rule_id in self.candidates(listing):
             explained = match(self._rules[rule_id][0], listing)
             if explained is not None:
                 found.append((rule_id, explained))
+        found.sort(key=lambda pair: pair[0])
         return found
