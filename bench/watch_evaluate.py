@@ -33,7 +33,7 @@ from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.db.bulk import insert_returning_ids
 from dispatch.db.engine import Database
-from dispatch.watch import evaluate, matching
+from dispatch.watch import evaluate, matching, ruleset
 
 BATCH = evaluate.BATCH  # the evaluator reads at most this many changes per round
 PRICE_DROP_PERCENT = 10  # the second round: every listing 10% cheaper
@@ -106,11 +106,11 @@ async def _timed_batch(
     return batch, ids
 
 
-async def _compiled(database: Database, settings: Settings) -> tuple[evaluate.RuleSet, float]:
+async def _compiled(database: Database, settings: Settings) -> tuple[ruleset.RuleSet, float]:
     """The active rules compiled and indexed from scratch, as a new evaluator does; seconds."""
     started = time.perf_counter()
     async with database.session(write=False) as session:
-        rules = await evaluate.load_rules(session, settings, evaluate.RuleSet())
+        rules = await ruleset.load_rules(session, settings, ruleset.RuleSet())
     return rules, time.perf_counter() - started
 
 
@@ -122,14 +122,14 @@ async def _listings(database: Database, ids: list[int]) -> list[matching.Listing
 
 
 def match_with_index(
-    rules: evaluate.RuleSet, listings: list[matching.Listing]
+    rules: ruleset.RuleSet, listings: list[matching.Listing]
 ) -> tuple[float, int]:
     started = time.perf_counter()
     found = sum(len(rules.index.matches(item)) for item in listings)
     return time.perf_counter() - started, found
 
 
-def match_each_pair(rules: evaluate.RuleSet, listings: list[matching.Listing]) -> tuple[float, int]:
+def match_each_pair(rules: ruleset.RuleSet, listings: list[matching.Listing]) -> tuple[float, int]:
     """Seed 003's evaluation: every rule tested against every listing."""
     queries = [rule.query for rule in rules.rules.values()]
     started = time.perf_counter()

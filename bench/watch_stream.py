@@ -50,6 +50,12 @@ UNLIMITED = {
     "STREAM_RATE_PER_MINUTE": "100000",
     "WATCH_RATE_PER_MINUTE": "100000",
     "WATCH_STREAM_KEEPALIVE_SECONDS": KEEPALIVE_SECONDS,
+    # The rules are never due (next_run_at is unset); should one poll, no real provider
+    # is reached: every base URL is a closed loopback port.
+    **{
+        f"{name}_BASE_URL": "http://127.0.0.1:9"
+        for name in ("COMPLEXSHOP", "UNIVERSALSTORE", "GOAT", "DISCOGS", "EBAY")
+    },
 }
 
 

@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("query", sa.JSON(), nullable=False),
         sa.Column("notify", sa.JSON(), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
@@ -202,6 +203,23 @@ def upgrade() -> None:
             "ix_watch_notifications_user_created", ["user_id", "created_at", "id"], unique=False
         )
 
+    op.create_table(
+        "watch_outbound_clicks",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "product_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("provider", sa.String(length=64), nullable=False),
+        sa.Column("target_url", sa.Text(), nullable=False),
+        sa.Column("created_at", dispatch.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_watch_outbound_clicks")),
+    )
+    with op.batch_alter_table("watch_outbound_clicks", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_watch_outbound_clicks_product", ["product_id", "created_at"], unique=False
+        )
+
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("user_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_api_keys_user_id"), ["user_id"], unique=False)
@@ -259,6 +277,7 @@ def downgrade() -> None:
             sqlite_where=sa.text("status = 'pending'"),
         )
 
+    op.drop_table("watch_outbound_clicks")
     op.drop_table("watch_notifications")
     with op.batch_alter_table("watch_matches", schema=None) as batch_op:
         batch_op.drop_index("ix_watch_matches_product")

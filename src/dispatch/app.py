@@ -43,6 +43,8 @@ from dispatch.telemetry.middleware import RequestContextMiddleware
 from dispatch.watch import dev_routes as watch_dev
 from dispatch.watch import stream as watch_stream
 from dispatch.watch.live import router as watch_live_router
+from dispatch.watch.outbound import router as watch_outbound_router
+from dispatch.watch.releases import router as watch_releases_router
 from dispatch.watch.routes import router as watch_router
 from dispatch.watch.search import router as watch_search_router
 from dispatch.web import docs as web_docs
@@ -235,6 +237,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watch_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_live_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_search_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_releases_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_outbound_router, prefix=settings.api_v1_prefix)
     if settings.environment in watch_dev.DEV_ENVIRONMENTS:
         app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)

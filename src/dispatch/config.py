@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     ebay_client_id: str | None = None
     ebay_client_secret: SecretStr | None = None
     ebay_marketplace_id: str = "EBAY_US"
+    # eBay Partner Network: outbound links carry these (seed 003's affiliate parameters).
+    ebay_campaign_id: str | None = None
+    ebay_custom_id: str | None = None
 
     # Watch (seed 003): users, rules, events, notifications.
     self_registration: bool = False

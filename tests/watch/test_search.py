@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dispatch.config import Settings
-from dispatch.watch.search import condition_rank
+from dispatch.watch.matching import grade
 from tests.catalog.fakes import FakeProviders, Fault, provider_settings
 from tests.support import make_settings, running_app
 from tests.watch.conftest import V1, WatchUser, new_user
@@ -133,4 +133,4 @@ async def test_search_has_its_own_budget(db_settings: dict[str, Any], fake: Fake
     ],
 )
 def test_condition_ranks(text: str, rank: int | None) -> None:
-    assert condition_rank(text) == rank
+    assert grade(text) == rank

@@ -30,6 +30,7 @@ from dispatch.models.node import Node
 from dispatch.models.schedule import Schedule
 from dispatch.models.user import User
 from dispatch.models.watch import (
+    OutboundClick,
     WatchCursor,
     WatchEvent,
     WatchMatch,
@@ -63,6 +64,7 @@ __all__ = [
     "Job",
     "JobAttempt",
     "Node",
+    "OutboundClick",
     "Schedule",
     "User",
     "WatchCursor",

@@ -43,6 +43,9 @@ class WatchRule(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120))
+    # "search" (seed 003's watch rules) or "release" (its watch releases: one Discogs
+    # release or master, a target price, a minimum condition).
+    kind: Mapped[str] = mapped_column(String(16), default="search")
     query: Mapped[dict[str, Any]] = mapped_column(JSON)
     notify: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -146,3 +149,18 @@ class WatchCursor(Base):
     # transaction that committed late may still fill them.
     gaps: Mapped[list[list[float]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboundClick(Base):
+    """A user followed a listing's outbound (affiliate) link (seed 003's ``outbound_clicks``)."""
+
+    __tablename__ = "watch_outbound_clicks"
+    __table_args__ = (Index("ix_watch_outbound_clicks_product", "product_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No foreign keys: the click log outlives users and listings.
+    user_id: Mapped[int | None] = mapped_column(default=None)
+    product_id: Mapped[int] = mapped_column(BigId)
+    provider: Mapped[str] = mapped_column(String(64))
+    target_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

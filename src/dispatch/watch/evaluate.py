@@ -61,8 +61,8 @@ _EVENTS: Any = WatchEvent.__table__
 _PRODUCT = tuple(
     getattr(CatalogProduct, name)
     for name in (
-        "id", "uid", "provider", "title", "brand", "url", "codes", "keywords", "price_minor",
-        "currency", "in_stock", "status", "attributes",
+        "id", "uid", "provider", "external_id", "title", "brand", "url", "codes", "keywords",
+        "price_minor", "currency", "in_stock", "status", "attributes",
     )
 )  # fmt: skip
 
@@ -103,9 +103,24 @@ async def _listings(
                 sizes=tuple(sizes.get(p.id, ())),
                 condition=condition if isinstance(condition, str) else None,
                 url=p.url,
+                **_discogs_ids(p),
             ),
         )
     return found
+
+
+def _discogs_ids(product: Any) -> dict[str, str | None]:
+    """The Discogs release and master a product sells, for watch releases (seed 003)."""
+    if product.provider != "discogs":
+        return {}
+    attributes = product.attributes or {}
+    kind, _, number = str(product.external_id).partition(":")
+    release = attributes.get("release_id") or (number if kind == "release" else None)
+    master = attributes.get("master_id") or (number if kind == "master" else None)
+    return {
+        "release_id": str(release) if release else None,
+        "master_id": str(master) if master else None,
+    }
 
 
 async def _lows(
@@ -149,7 +164,7 @@ def _event_payload(
 ) -> dict[str, Any]:
     """What an event says about itself: the rule, the listing, why it matched, what moved."""
     return {
-        "rule": {"id": rule.id, "name": rule.name},
+        "rule": {"id": rule.id, "name": rule.name, "kind": rule.kind},
         "listing": {
             "id": product.id,
             "uid": product.uid,

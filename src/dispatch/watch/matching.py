@@ -100,6 +100,23 @@ class SearchText:
         return False
 
 
+# Seed 003's ranking of record conditions (Goldmine grading), worst first.
+GRADES = ("poor", "fair", "g", "g+", "vg", "vg+", "nm", "m")
+_GRADE_NAMES = {"good": "g", "good plus": "g+", "very good": "vg", "very good plus": "vg+",
+                "near mint": "nm", "mint": "m"}  # fmt: skip
+
+
+def grade(condition: str | None) -> int | None:
+    """Where a condition stands on seed 003's scale (``"Very Good Plus (VG+)"`` -> vg+)."""
+    if not condition:
+        return None
+    text = condition.strip().lower()
+    if "(" in text and ")" in text:
+        text = text[text.rfind("(") + 1 : text.rfind(")")]
+    key = _GRADE_NAMES.get(normalise(text), text.strip())
+    return GRADES.index(key) if key in GRADES else None
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     """A catalogue product as rules see it; its normalised text is computed once, on creation."""
@@ -117,13 +134,17 @@ class Listing:
     sizes: tuple[str, ...] = ()  # labels of the offers that are available
     condition: str | None = None
     url: str | None = None
+    release_id: str | None = None  # a Discogs release the listing sells, when known
+    master_id: str | None = None  # the release's master (all its pressings), when known
     text: SearchText = field(init=False, repr=False, compare=False)
     condition_text: SearchText = field(init=False, repr=False, compare=False)
     provider_key: str = field(init=False, repr=False, compare=False)
     brand_key: str = field(init=False, repr=False, compare=False)
     size_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    grade: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "grade", grade(self.condition))
         text = SearchText.of(self.title, self.brand, self.codes, self.keywords)
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "condition_text", SearchText.of(self.condition))
@@ -150,6 +171,9 @@ class RuleQuery:
     max_price_minor: int | None = None
     currency: str | None = None  # of the price bounds; USD when bounded and unset
     conditions: tuple[str, ...] = ()
+    release_ids: tuple[str, ...] = ()  # seed 003's watch releases: this release…
+    master_ids: tuple[str, ...] = ()  # …or any release of this master
+    min_grade: int | None = None  # at least this condition (an index into GRADES)
     required: tuple[Phrase, ...] = field(init=False, repr=False, compare=False)
     excluded: tuple[Phrase, ...] = field(init=False, repr=False, compare=False)
     condition_phrases: tuple[Phrase, ...] = field(init=False, repr=False, compare=False)
@@ -186,6 +210,9 @@ def compile_query(
     currency: str | None = None,
     conditions: Iterable[str] = (),
     default_currency: str = DEFAULT_CURRENCY,
+    release_ids: Iterable[str] = (),
+    master_ids: Iterable[str] = (),
+    min_condition: str | None = None,
 ) -> RuleQuery:
     """A RuleQuery from raw rule values: normalised, deduplicated, ``q`` merged into the phrases.
 
@@ -207,6 +234,9 @@ def compile_query(
         max_price_minor=max_price_minor,
         currency=code,
         conditions=_unique(conditions),
+        release_ids=tuple(dict.fromkeys(str(r) for r in release_ids)),
+        master_ids=tuple(dict.fromkeys(str(m) for m in master_ids)),
+        min_grade=grade(min_condition),
     )
 
 
@@ -281,6 +311,12 @@ def match(query: RuleQuery, listing: Listing) -> Match | None:
         return None
     if query.brand_keys and listing.brand_key not in query.brand_keys:
         return None
+    if query.release_ids and listing.release_id not in query.release_ids:
+        return None
+    if query.master_ids and listing.master_id not in query.master_ids:
+        return None
+    if query.min_grade is not None and (listing.grade is None or listing.grade < query.min_grade):
+        return None
     if not _price_fits(query, listing):
         return None
     text = listing.text
@@ -297,17 +333,24 @@ def match(query: RuleQuery, listing: Listing) -> Match | None:
     clauses.extend(("keyword", " ".join(phrase)) for phrase in query.required)
     if query.brand_keys:
         clauses.append(("brand", listing.brand_key))
+    if query.release_ids:
+        clauses.append(("release", str(listing.release_id)))
+    if query.master_ids:
+        clauses.append(("master", str(listing.master_id)))
+    if query.min_grade is not None:
+        clauses.append(("condition", f">= {GRADES[query.min_grade]}"))
     return Match((*clauses, *options, *_price_clauses(query)))
 
 
-AnchorKind = Literal["prefix", "word", "brand", "source", "everywhere"]
+AnchorKind = Literal["release", "prefix", "word", "brand", "source", "everywhere"]
 
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
     """Where a rule is filed in a RuleIndex: a listing is a candidate when it has one of the keys.
 
-    ``prefix``: a word of the listing starts with the key; ``word``: a word equals it;
+    ``release``: the listing sells the release (``r:<id>``) or one of the master's
+    (``m:<id>``); ``prefix``: a word of the listing starts with the key; ``word``: a word equals it;
     ``brand``: the listing's brand equals it; ``source``: its provider does; ``everywhere``:
     every listing is a candidate.
     """
@@ -324,6 +367,9 @@ def anchor_of(query: RuleQuery, rarity: Mapping[str, int] | None = None) -> Anch
     word common among rules is common among listings too), then the longest; without
     phrases the brands, then the sources.
     """
+    if query.release_ids or query.master_ids:
+        keys = [f"r:{r}" for r in query.release_ids] or [f"m:{m}" for m in query.master_ids]
+        return Anchor("release", tuple(keys))
     counts = rarity or {}
     options = [
         (-counts.get(word, 0), len(word), index < len(phrase) - 1, word)
@@ -351,6 +397,7 @@ class RuleIndex:
     def __init__(self) -> None:
         self._rules: dict[int, tuple[RuleQuery, Anchor, frozenset[str]]] = {}
         self._buckets: dict[AnchorKind, dict[str, dict[frozenset[str], set[int]]]] = {
+            "release": {},
             "prefix": {},
             "word": {},
             "brand": {},
@@ -398,7 +445,9 @@ class RuleIndex:
         """Ids of the rules whose words the listing has: a superset of those it matches."""
         prefixes = listing.text.prefixes
         found: set[int] = set()
+        releases = (f"r:{listing.release_id}", f"m:{listing.master_id}")
         for bucket, keys in (
+            (self._buckets["release"], releases),
             (self._buckets["prefix"], prefixes),
             (self._buckets["word"], listing.text.positions.keys()),
             (self._buckets["brand"], (listing.brand_key,)),

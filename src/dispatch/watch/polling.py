@@ -82,9 +82,10 @@ async def sweep(database: Database, queue_name: str, now: datetime) -> int:
 
 
 def search_text(query: dict[str, Any]) -> str:
-    """The words a provider is asked for: the keywords and ``q``'s required terms."""
+    """The words a provider is asked for: the keywords and ``q``'s required terms; for a
+    watch release, its artist and title."""
     terms, _ = parse_q(query.get("q"))
-    words = [*(query.get("keywords") or []), *terms]
+    words = [*(query.get("keywords") or []), *terms] or [query.get("artist"), query.get("title")]
     return " ".join(dict.fromkeys(word for word in words if word))
 
 

@@ -312,10 +312,12 @@ async def save_alert(
 
 
 def _event_out(event: WatchEvent) -> EventOut:
+    rule = event.payload.get("rule") or {}
     return EventOut(
         id=event.id,
         user_id=event.user_id,
         type=event.type,
+        watch_release_id=event.rule_id if rule.get("kind") == "release" else None,
         rule_id=event.rule_id,
         listing_id=event.product_id,
         payload=event.payload,

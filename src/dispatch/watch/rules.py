@@ -64,7 +64,7 @@ def lifecycle(rule: WatchRule, kind: str, now: datetime, **details: Any) -> Watc
         rule_id=rule.id,
         product_id=None,
         dedupe_key=f"{kind}:{now.isoformat()}",
-        payload={"rule": {"id": rule.id, "name": rule.name}, **details},
+        payload={"rule": {"id": rule.id, "name": rule.name, "kind": rule.kind}, **details},
         created_at=now,
     )
 
@@ -77,15 +77,23 @@ async def _owner(session: AsyncSession, user_id: int) -> User:
 
 
 async def create_rule(
-    session: AsyncSession, user_id: int, body: WatchRuleCreate, enabled: Collection[str]
+    session: AsyncSession,
+    user_id: int,
+    body: WatchRuleCreate,
+    enabled: Collection[str],
+    *,
+    kind: str = "search",
+    query: dict[str, Any] | None = None,
 ) -> WatchRule:
+    """A new rule (``kind`` "release" with its own ``query``: a watch release)."""
     await _owner(session, user_id)
     check_sources(body.query, enabled)
     now = utcnow()
     rule = WatchRule(
         user_id=user_id,
         name=body.name.strip() or body.name,
-        query=body.query.stored(),
+        kind=kind,
+        query=query if query is not None else body.query.stored(),
         notify=(body.notify_on or NotifyOn()).stored(),
         is_active=body.is_active,
         poll_interval_seconds=body.poll_interval_seconds,
@@ -99,18 +107,25 @@ async def create_rule(
     return rule
 
 
-async def get_rule(session: AsyncSession, caller: Caller, rule_id: int) -> WatchRule:
+async def get_rule(
+    session: AsyncSession, caller: Caller, rule_id: int, kind: str = "search"
+) -> WatchRule:
     """The rule if the caller may see it; another user's rule is simply not found."""
     rule = await session.get(WatchRule, rule_id)
-    if rule is None or not caller.may_see(rule.user_id):
-        raise NotFound(f"Watch rule {rule_id} does not exist")
+    if rule is None or rule.kind != kind or not caller.may_see(rule.user_id):
+        what = "Watch release" if kind == "release" else "Watch rule"
+        raise NotFound(f"{what} {rule_id} does not exist")
     return rule
 
 
 async def list_rules(
-    session: AsyncSession, owner: int | None, page: Page, active: bool | None
+    session: AsyncSession,
+    owner: int | None,
+    page: Page,
+    active: bool | None,
+    kind: str = "search",
 ) -> Sequence[WatchRule]:
-    query = select(WatchRule)
+    query = select(WatchRule).where(WatchRule.kind == kind)
     if owner is not None:
         query = query.where(WatchRule.user_id == owner)
     if active is not None:

@@ -27,6 +27,7 @@ class CompiledRule:
     id: int
     user_id: int
     name: str
+    kind: str
     query: matching.RuleQuery
     notify: decisions.NotifyOn
 
@@ -57,11 +58,19 @@ def compile_rule(rule: WatchRule, user_currency: str | None, default: str) -> Co
         currency=currency,
         conditions=q.get("conditions") or (),
         default_currency=currency,
+        release_ids=[str(q["release_id"])]
+        if q.get("match_mode") != "master_release" and q.get("release_id")
+        else [],
+        master_ids=[str(q["master_id"])]
+        if q.get("match_mode") == "master_release" and q.get("master_id")
+        else [],
+        min_condition=q.get("min_condition"),
     )
     return CompiledRule(
         id=rule.id,
         user_id=rule.user_id,
         name=rule.name,
+        kind=rule.kind,
         query=query,
         notify=decisions.NotifyOn(
             new_match=notify.get("new_match", True),

@@ -19,16 +19,12 @@ from dispatch.catalog.money import MoneyError, major_to_minor, to_major
 from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES, ValidationFailed
 from dispatch.models import CatalogProduct
+from dispatch.watch import outbound
 from dispatch.watch.deps import SearchCaller
-from dispatch.watch.matching import normalise
+from dispatch.watch.matching import GRADES, grade
 from dispatch.watch.schemas import SearchQuery
 
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
-
-# Seed 003's ranking of record conditions, worst first.
-CONDITIONS = ("poor", "fair", "g", "g+", "vg", "vg+", "nm", "m")
-_ALIASES = {"good": "g", "good plus": "g+", "very good": "vg", "very good plus": "vg+",
-            "near mint": "nm", "mint": "m"}  # fmt: skip
 
 
 class Pagination(BaseModel):
@@ -63,17 +59,7 @@ class SearchResult(BaseModel):
     provider_errors: dict[str, str]
 
 
-def condition_rank(value: str | None) -> int | None:
-    """Where a condition stands on seed 003's scale (``"Very Good Plus (VG+)"`` -> vg+)."""
-    if not value:
-        return None
-    text = value.strip().lower()
-    inside = text[text.rfind("(") + 1 : text.rfind(")")] if "(" in text and ")" in text else text
-    key = _ALIASES.get(normalise(inside), inside.strip())
-    return CONDITIONS.index(key) if key in CONDITIONS else None
-
-
-def _item(product: CatalogProduct) -> SearchItem:
+def _item(product: CatalogProduct, prefix: str) -> SearchItem:
     attributes = product.attributes or {}
     release = attributes.get("release_id") if product.provider == "discogs" else None
     return SearchItem(
@@ -89,7 +75,7 @@ def _item(product: CatalogProduct) -> SearchItem:
         seller=attributes.get("seller"),
         location=attributes.get("item_location_country") or attributes.get("location"),
         discogs_release_id=str(release) if release else None,
-        public_url=product.url,
+        public_url=outbound.public_url(product, prefix),
     )
 
 
@@ -112,7 +98,7 @@ def _keep(product: CatalogProduct, query: SearchQuery, floor: int | None) -> boo
         if (low is not None and price < low) or (high is not None and price > high):
             return False
     if floor is not None:
-        rank = condition_rank((product.attributes or {}).get("condition"))
+        rank = grade((product.attributes or {}).get("condition"))
         return rank is not None and rank >= floor
     return True
 
@@ -123,9 +109,9 @@ async def search(query: SearchQuery, runtime: RuntimeDep, _: SearchCaller) -> Se
     low, high = query.min_price, query.max_price
     if low is not None and high is not None and high < low:
         raise ValidationFailed("max_price must be greater than or equal to min_price")
-    floor = condition_rank(query.min_condition) if query.min_condition else None
+    floor = grade(query.min_condition) if query.min_condition else None
     if query.min_condition and floor is None:
-        raise ValidationFailed(f"min_condition must be one of {', '.join(CONDITIONS)}")
+        raise ValidationFailed(f"min_condition must be one of {', '.join(GRADES)}")
     configs = await runtime.catalog.configs()
     names = query.providers or [name for name, config in configs.items() if config.enabled]
     unknown = [name for name in names if name not in configs]
@@ -147,7 +133,7 @@ async def search(query: SearchQuery, runtime: RuntimeDep, _: SearchCaller) -> Se
     page = kept[start : start + query.page_size]
     pages = math.ceil(len(kept) / query.page_size) if kept else 0
     return SearchResult(
-        items=[_item(product) for product in page],
+        items=[_item(product, runtime.settings.api_v1_prefix) for product in page],
         pagination=Pagination(
             page=query.page,
             page_size=query.page_size,
