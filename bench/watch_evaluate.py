@@ -121,9 +121,7 @@ async def _listings(database: Database, ids: list[int]) -> list[matching.Listing
     return [found[i][1] for i in ids if i in found]
 
 
-def match_with_index(
-    rules: ruleset.RuleSet, listings: list[matching.Listing]
-) -> tuple[float, int]:
+def match_with_index(rules: ruleset.RuleSet, listings: list[matching.Listing]) -> tuple[float, int]:
     started = time.perf_counter()
     found = sum(len(rules.index.matches(item)) for item in listings)
     return time.perf_counter() - started, found
