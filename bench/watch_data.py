@@ -177,6 +177,7 @@ def _rule_row(
     return {
         "user_id": user_id,
         "name": name[:120],
+        "kind": "search",
         "query": query,
         "notify": notify,
         "is_active": True,
