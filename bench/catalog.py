@@ -234,14 +234,18 @@ Notes:
   description text: parsing, stripping the markup and writing that much per product caps the
   Shopify rows well below the GOAT and eBay ones (about 1 KB per item). Products/s counts
   parse (from bytes), normalise and write; making the pages is not timed.
-- **Ingest target.** 5,000 products/s is met on SQLite by the light GOAT and eBay shapes, new
-  and re-scraped (5,200 to 5,900 in the last run), not by the recorded Shopify page (1,700 to
-  2,600); on PostgreSQL the light shapes reach 4,000 to 5,100 and the Shopify page 1,200 to
-  1,900 (its server shares the two cores with the ingest). A re-scrape where every price moved
-  writes a price point and a change row per offer and rewrites every product (summary and raw
-  payload), batched into one UPDATE ... FROM unnest(...) per table and page on PostgreSQL.
-  Against seed 000's per-product SELECT then INSERT or UPDATE on the same kind of pages, the
-  page writer is 2 to 3 times faster (the 8-page rows include their first page's warm-up).
+- **Ingest target.** 5,000 products/s is not met by this run. The recorded Shopify page
+  cannot reach it in one process on this machine: parsing it alone, with no database at all
+  (the "vs parsing alone" baseline), runs at 3,500 to 5,000 products/s on one core; the page
+  writer then reaches 30 to 40% of that. The light GOAT and eBay shapes parse at 17,000 to
+  44,000/s and are bound by the writes; on SQLite they reached 5,200 to 5,900 products/s in
+  the run of 2026-12-02 04:43 and 3,500 to 3,800 in this one, with the same write path (the
+  code of 04:43, run again beside this one, measured the same 3,300 to 3,800: the machine,
+  not the code, moved). On PostgreSQL the server shares the two cores with the ingest. A
+  re-scrape where every price moved writes a price point and a change row per offer and
+  rewrites every product (summary and raw payload), batched into one UPDATE ... FROM
+  unnest(...) per table and page on PostgreSQL. Against seed 000's per-product SELECT then
+  INSERT or UPDATE on the same kind of pages, the page writer is 2.5 to 3 times faster.
 - **Memory.** RSS grows by the first page's working set, then stays flat (pages are streamed,
   one transaction each); the peak is the ingest process's whole RSS, Python included.
 - **Ranked search** scores the newest 5,000 matches that pass the filters (a query with fewer
