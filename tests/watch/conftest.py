@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from dispatch.config import Settings
+from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.support import admin_headers, make_settings, running_app
 
 ADMIN = admin_headers()
@@ -51,6 +52,19 @@ async def new_user(
 @pytest.fixture
 def watch_settings(db_settings: dict[str, Any]) -> Settings:
     return make_settings(**db_settings)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProviders]:
+    """Every provider on one loopback server serving the recorded fixtures."""
+    with FakeProviders() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_watch_settings(db_settings: dict[str, Any], fake: FakeProviders) -> Settings:
+    """Settings whose providers all point at the fake server: a test never calls a real one."""
+    return make_settings(**db_settings, **provider_settings(fake))
 
 
 @pytest.fixture

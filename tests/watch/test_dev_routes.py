@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from dispatch.config import Settings
-from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.support import make_settings, running_app
 from tests.watch.conftest import V1, WatchUser
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeProviders]:
-    with FakeProviders() as server:
-        yield server
-
-
-@pytest.fixture
-def watch_settings(db_settings: dict[str, Any], fake: FakeProviders) -> Settings:
-    """Providers point at the fake server: a test never calls a real one."""
-    return make_settings(**db_settings, **provider_settings(fake))
+def watch_settings(fake_watch_settings: Settings) -> Settings:
+    return fake_watch_settings
 
 
 async def test_ingest_a_listing_and_see_it_matched_at_once(

@@ -4,7 +4,7 @@ from the catalogue, and their provider requests are the user's own (seed 003).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,12 +19,6 @@ from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.support import make_settings, running_app
 from tests.watch.conftest import ADMIN, V1, WatchUser, new_user
 from tests.watch.test_evaluate import product, write
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeProviders]:
-    with FakeProviders() as server:
-        yield server
 
 
 @pytest.fixture

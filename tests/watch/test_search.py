@@ -3,7 +3,6 @@ per-provider errors and its own rate-limit group."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,14 +16,8 @@ from tests.watch.conftest import V1, WatchUser, new_user
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeProviders]:
-    with FakeProviders() as server:
-        yield server
-
-
-@pytest.fixture
-def watch_settings(db_settings: dict[str, Any], fake: FakeProviders) -> Settings:
-    return make_settings(**db_settings, **provider_settings(fake))
+def watch_settings(fake_watch_settings: Settings) -> Settings:
+    return fake_watch_settings
 
 
 async def test_items_in_seed_003s_shape_cheapest_first(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from dispatch.errors import ValidationFailed
+
 # ISO 4217 exponents that differ from 2; every other code has two decimals.
 _EXPONENTS = {
     "BHD": 3, "BIF": 0, "CLF": 4, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
@@ -94,3 +96,14 @@ def major_to_minor(value: Decimal, currency: str | None) -> int:
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{value} has more decimals than {currency or 'USD'} allows")
     return int(scaled)
+
+
+def requested_minor(value: Decimal | None, currency: str | None, name: str) -> int | None:
+    """A price a caller asked for (major units) in minor units; a 422 naming ``name`` when it
+    has more decimals than the currency (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return major_to_minor(value, currency)
+    except MoneyError as exc:
+        raise ValidationFailed(f"{name}: {exc}") from exc

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.catalog import overview, products, requests, service
-from dispatch.catalog.money import MoneyError, currency_code, major_to_minor
+from dispatch.catalog.money import currency_code, requested_minor
 from dispatch.catalog.registry import OFFERS
 from dispatch.catalog.schedule import run_spec
 from dispatch.catalog.schemas import (
@@ -72,15 +72,6 @@ async def _known(runtime: Runtime, names: list[str]) -> list[str]:
             details={"unknown": unknown, "known": sorted(known)},
         )
     return names
-
-
-def _minor(value: Decimal | None, currency: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return major_to_minor(value, currency)
-    except MoneyError as exc:
-        raise ValidationFailed(f"{name}: {exc}") from exc
 
 
 # Providers ----------------------------------------------------------------------------------
@@ -258,8 +249,8 @@ async def search_products(
         text=query or q,
         providers=tuple(names),
         brand=brand,
-        min_price_minor=_minor(min_price, code, "min_price"),
-        max_price_minor=_minor(max_price, code, "max_price"),
+        min_price_minor=requested_minor(min_price, code, "min_price"),
+        max_price_minor=requested_minor(max_price, code, "max_price"),
         currency=code,
         in_stock=in_stock,
         status=None if status_filter == "all" else status_filter,

@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from dispatch.catalog import store
-from dispatch.catalog.money import MoneyError, major_to_minor
+from dispatch.catalog.money import requested_minor
 from dispatch.catalog.records import OfferRecord, ProductRecord
 from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep
-from dispatch.errors import ERROR_RESPONSES, ValidationFailed
+from dispatch.errors import ERROR_RESPONSES
 from dispatch.models import CatalogPricePoint, WatchMatch
 from dispatch.watch import polling, rules
 from dispatch.watch.deps import RulesCaller, UserCaller
@@ -56,10 +56,7 @@ class IngestResult(BaseModel):
 
 
 def _record(body: ListingIngest) -> ProductRecord:
-    try:
-        price = major_to_minor(body.price, body.currency) if body.price is not None else None
-    except MoneyError as exc:
-        raise ValidationFailed(f"price: {exc}") from exc
+    price = requested_minor(body.price, body.currency, "price")
     offer = OfferRecord(
         external_id=f"{body.external_id}-offer",
         price_minor=price,

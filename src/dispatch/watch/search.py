@@ -9,13 +9,12 @@ A provider that fails is named in ``provider_errors``; the others still answer.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from dispatch.catalog import service
-from dispatch.catalog.money import MoneyError, major_to_minor, to_major
+from dispatch.catalog.money import requested_minor, to_major
 from dispatch.deps import RuntimeDep
 from dispatch.errors import ERROR_RESPONSES, ValidationFailed
 from dispatch.models import CatalogProduct
@@ -79,22 +78,13 @@ def _item(product: CatalogProduct, prefix: str) -> SearchItem:
     )
 
 
-def _minor(value: Any, currency: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return major_to_minor(value, currency)
-    except MoneyError as exc:
-        raise ValidationFailed(f"{name}: {exc}") from exc
-
-
 def _keep(product: CatalogProduct, query: SearchQuery, floor: int | None) -> bool:
     price = product.price_minor
     if query.min_price is not None or query.max_price is not None:
         if price is None or (query.currency and product.currency != query.currency.upper()):
             return False
-        low = _minor(query.min_price, product.currency, "min_price")
-        high = _minor(query.max_price, product.currency, "max_price")
+        low = requested_minor(query.min_price, product.currency, "min_price")
+        high = requested_minor(query.max_price, product.currency, "max_price")
         if (low is not None and price < low) or (high is not None and price > high):
             return False
     if floor is not None:
