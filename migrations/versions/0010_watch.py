@@ -42,6 +42,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("external_sub", name=op.f("uq_users_external_sub")),
     )
     op.create_table(
+        "deleted_subjects",
+        sa.Column("external_sub", sa.String(length=255), nullable=False),
+        sa.Column("deleted_at", dispatch.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("external_sub", name=op.f("pk_deleted_subjects")),
+    )
+    op.create_table(
         "watch_cursors",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column(
@@ -297,4 +303,5 @@ def downgrade() -> None:
 
     op.drop_table("watch_events")
     op.drop_table("watch_cursors")
+    op.drop_table("deleted_subjects")
     op.drop_table("users")

@@ -198,3 +198,16 @@ async def test_unknown_subjects_are_refused_unless_provisioning_is_on(
 )
 def test_admin_claims_follow_seed_003(claims: dict[str, Any], admin: bool) -> None:
     assert claims_admin(claims) is admin
+
+
+async def test_a_deleted_user_is_not_provisioned_again(
+    http: httpx.AsyncClient, idp: IdentityProvider
+) -> None:
+    """Seed 003 re-created a hard-deleted user on the next request with a valid token."""
+    token = idp.token()
+    assert (await http.get(f"{V1}/me", headers=bearer(token))).status_code == 200
+    assert (await http.delete(f"{V1}/me/hard-delete", headers=bearer(token))).status_code == 204
+    again = await http.get(f"{V1}/me", headers=bearer(idp.token()))
+    assert again.status_code == 401
+    assert "deleted" in again.json()["error"]["message"]
+    assert (await http.get(f"{V1}/users", headers=ADMIN)).json() == []

@@ -28,7 +28,7 @@ from dispatch.models.gateway import (
 from dispatch.models.job import Job, JobAttempt
 from dispatch.models.node import Node
 from dispatch.models.schedule import Schedule
-from dispatch.models.user import User
+from dispatch.models.user import DeletedSubject, User
 from dispatch.models.watch import (
     OutboundClick,
     WatchCursor,
@@ -49,6 +49,7 @@ __all__ = [
     "CatalogProvider",
     "CatalogProviderRequest",
     "CatalogProviderToken",
+    "DeletedSubject",
     "GatewayAttempt",
     "GatewayBreaker",
     "GatewayClient",

@@ -30,3 +30,15 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeletedSubject(Base):
+    """The identity-provider subject of a hard-deleted user: its tokens never provision again.
+
+    Seed 003 re-created a deleted user on the next request with a still-valid JWT.
+    """
+
+    __tablename__ = "deleted_subjects"
+
+    external_sub: Mapped[str] = mapped_column(String(255), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import utcnow
 from dispatch.errors import Forbidden, Unauthorized
-from dispatch.models import User
+from dispatch.models import DeletedSubject, User
 from dispatch.security.jwt_auth import Identity
 from dispatch.security.principal import Principal
 
@@ -46,6 +46,8 @@ async def user_for_identity(
     if user is None:
         if not auto_create:
             raise Unauthorized("No user is provisioned for this token's subject")
+        if await session.get(DeletedSubject, identity.subject) is not None:
+            raise Unauthorized("The account of this token's subject was deleted")
         user = await _provision(session, identity)
     if user.tokens_valid_after is not None and identity.issued_at is not None:
         issued = datetime.fromtimestamp(identity.issued_at, UTC)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import utcnow
 from dispatch.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from dispatch.models import ApiKey, User, WatchRule
+from dispatch.models import ApiKey, DeletedSubject, User, WatchRule
 from dispatch.security import api_keys
 from dispatch.security.passwords import hash_password_async, verify_password_async
 from dispatch.security.users import normalise_email
@@ -171,6 +171,8 @@ async def deactivate(session: AsyncSession, user: User) -> None:
 async def hard_delete(session: AsyncSession, user: User) -> None:
     """Remove the user with their rules, events, notifications, keys and webhook endpoint."""
     await webhooks.remove(session, user.id)
+    if user.external_sub:
+        session.add(DeletedSubject(external_sub=user.external_sub, deleted_at=utcnow()))
     await session.delete(user)
 
 
