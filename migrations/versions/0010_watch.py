@@ -154,7 +154,6 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("due_at", dispatch.db.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("digest_id", sa.String(length=64), nullable=True),
         sa.Column(
             "gateway_task_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),

@@ -27,9 +27,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.db.base import Base, BigId, partial, utcnow
 
-CHANNELS = ("realtime", "email", "webhook")
-NOTIFICATION_STATUSES = ("pending", "queued", "sent", "failed", "skipped")
-
 
 class WatchRule(Base):
     """What a user watches: seed 003's ``query`` (sources, keywords, q, prices) and more."""
@@ -125,7 +122,6 @@ class WatchNotification(Base):
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(12), default="pending")
     due_at: Mapped[datetime | None] = mapped_column(default=None)  # quiet hours, digests
-    digest_id: Mapped[str | None] = mapped_column(String(64), default=None)
     # A webhook is handed to the gateway (failover, retries, signatures): its task says how
     # the delivery went. No foreign key: tasks are pruned on their own schedule.
     gateway_task_id: Mapped[int | None] = mapped_column(BigId, default=None)

@@ -190,7 +190,7 @@ class Evaluator:
     ) -> None:
         self.database = database
         self.settings = settings
-        self.publisher = publisher or stream.Publisher(settings)
+        self.publisher = publisher or stream.publisher_for(settings)
         self.rules = RuleSet()
         self.cooldown = timedelta(seconds=settings.watch_event_cooldown_seconds)
 

@@ -130,9 +130,17 @@ class Publisher:
         except Exception as exc:  # the feed has them; a reconnecting client replays them
             log.warning("watch.publish_failed", error=str(exc), count=len(messages))
 
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+
+_PUBLISHERS: dict[tuple[str, str | None], Publisher] = {}
+
+
+def publisher_for(settings: Settings) -> Publisher:
+    """This process's publisher for a deployment: one Redis connection however many
+    evaluators (the feed loop, rule polls, development routes) publish."""
+    key = (transport(settings), settings.redis_url)
+    if key not in _PUBLISHERS:
+        _PUBLISHERS[key] = Publisher(settings)
+    return _PUBLISHERS[key]
 
 
 def _relay(payload: str | bytes) -> None:
