@@ -42,6 +42,7 @@ from dispatch.telemetry.metrics import Metrics
 from dispatch.telemetry.middleware import RequestContextMiddleware
 from dispatch.watch import dev_routes as watch_dev
 from dispatch.watch import stream as watch_stream
+from dispatch.watch.integration_routes import router as watch_integrations_router
 from dispatch.watch.live import router as watch_live_router
 from dispatch.watch.outbound import router as watch_outbound_router
 from dispatch.watch.releases import router as watch_releases_router
@@ -99,6 +100,8 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             "watch_rules": settings.watch_rate_per_minute,
             "stream_events": settings.stream_rate_per_minute,
             "search": settings.search_rate_per_minute,
+            "discogs": settings.discogs_rate_per_minute,
+            "auth_endpoints": settings.auth_endpoints_rate_per_minute,
         },
         redis=redis,
     )
@@ -239,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watch_search_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_releases_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_outbound_router, prefix=settings.api_v1_prefix)
+    app.include_router(watch_integrations_router, prefix=settings.api_v1_prefix)
     if settings.environment in watch_dev.DEV_ENVIRONMENTS:
         app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)

@@ -160,6 +160,17 @@ class Settings(BaseSettings):
     goat_algolia_index: str = "product_variants_v2"
     discogs_base_url: AnyHttpUrl = AnyHttpUrl("https://api.discogs.com")
     discogs_token: SecretStr | None = None
+    # A user's Discogs account (seed 003's integration), through OAuth 1.0a: the
+    # application's consumer key and secret from discogs.com/settings/developers.
+    discogs_consumer_key: str | None = None
+    discogs_consumer_secret: SecretStr | None = None
+    discogs_site_url: AnyHttpUrl = AnyHttpUrl("https://www.discogs.com")
+    # Where Discogs sends the user back after approving; default: this service's own
+    # GET .../integrations/discogs/oauth/callback on the request's host.
+    discogs_oauth_callback_url: AnyHttpUrl | None = None
+    # Connected users' wantlists and collections are imported again on this period.
+    discogs_sync_enabled: bool = True
+    discogs_sync_interval_seconds: int = Field(default=3600, ge=60)
     ebay_base_url: AnyHttpUrl = AnyHttpUrl("https://api.ebay.com")
     ebay_client_id: str | None = None
     ebay_client_secret: SecretStr | None = None
@@ -183,11 +194,16 @@ class Settings(BaseSettings):
     watch_default_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
     watch_event_cooldown_seconds: float = Field(default=3600.0, ge=0)
     # Seed 003's per-group budgets (rpm + burst): watch_rules 60+20, search 30+10,
-    # stream_events 12+2.
+    # stream_events 12+2, discogs 30+10, auth_endpoints (Discogs OAuth) 20+5.
     watch_stream_keepalive_seconds: float = Field(default=10.0, gt=0, le=300)
     watch_rate_per_minute: int = Field(default=80, ge=1)
     search_rate_per_minute: int = Field(default=40, ge=1)
     stream_rate_per_minute: int = Field(default=14, ge=1)
+    discogs_rate_per_minute: int = Field(default=40, ge=1)
+    auth_endpoints_rate_per_minute: int = Field(default=25, ge=1)
+    # Keys that seal users' provider tokens at rest, newest first (older ones still open
+    # what they sealed); default: derived from SECRET_KEY, else MASTER_KEY.
+    token_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -205,6 +221,7 @@ class Settings(BaseSettings):
     @field_validator(
         "allowed_origins",
         "api_keys",
+        "token_encryption_keys",
         "trusted_proxies",
         "worker_queues",
         "node_queues",

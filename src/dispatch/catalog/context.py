@@ -82,11 +82,15 @@ class CatalogContext:
 
     def build(self, config: ProviderConfig) -> Provider:
         """The provider object for ``config``, sharing this process's session and pacing."""
+        return KINDS[config.kind](config, self.http(config), self.tokens(config.name))
+
+    def http(self, config: ProviderConfig) -> ProviderHttp:
+        """Requests to ``config``'s provider on this process's session, pacing and log
+        (also for calls made on a user's behalf, such as their Discogs lists)."""
         gate = self._gates.get(config.name)
         if gate is None or gate.per_minute != config.rate_per_minute:
             gate = self._gates[config.name] = RateGate(config.rate_per_minute)
-        http = ProviderHttp(config, lambda: self.session(config.name), self.requests, gate)
-        return KINDS[config.kind](config, http, self.tokens(config.name))
+        return ProviderHttp(config, lambda: self.session(config.name), self.requests, gate)
 
     def tokens(self, name: str) -> TokenStore:
         store = self._tokens.get(name)

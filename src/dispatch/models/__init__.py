@@ -31,10 +31,14 @@ from dispatch.models.schedule import Schedule
 from dispatch.models.user import DeletedSubject, User
 from dispatch.models.watch import (
     OutboundClick,
+    WatchAccountLink,
     WatchCursor,
     WatchEvent,
+    WatchImportedItem,
+    WatchImportJob,
     WatchMatch,
     WatchNotification,
+    WatchOAuthState,
     WatchRule,
 )
 from dispatch.models.worker import WorkerRecord
@@ -68,10 +72,14 @@ __all__ = [
     "OutboundClick",
     "Schedule",
     "User",
+    "WatchAccountLink",
     "WatchCursor",
     "WatchEvent",
+    "WatchImportJob",
+    "WatchImportedItem",
     "WatchMatch",
     "WatchNotification",
+    "WatchOAuthState",
     "WatchRule",
     "WorkerRecord",
 ]

@@ -160,3 +160,129 @@ class OutboundClick(Base):
     provider: Mapped[str] = mapped_column(String(64))
     target_url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WatchAccountLink(Base):
+    """A user's account at a provider (seed 003's ``external_account_links``): Discogs.
+
+    Tokens are sealed (``enc:v1:<kid>:…``, see ``dispatch.security.sealing``). ``auth``
+    says how calls for this user are made: ``oauth1`` (an access token and its secret),
+    ``personal`` (a personal access token, ``Authorization: Discogs token=…``) or ``none``
+    (public lists only, through the service's own token).
+    """
+
+    __tablename__ = "watch_account_links"
+    __table_args__ = (
+        UniqueConstraint("user_id", "provider", name="uq_watch_account_links_user_provider"),
+        CheckConstraint("auth IN ('oauth1', 'personal', 'none')", name="auth"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    external_user_id: Mapped[str] = mapped_column(String(255))
+    auth: Mapped[str] = mapped_column(String(16), default="none")
+    access_token: Mapped[str | None] = mapped_column(Text, default=None)
+    access_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    connected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_import_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class WatchOAuthState(Base):
+    """An OAuth 1.0a authorisation in progress: the temporary token, for ten minutes."""
+
+    __tablename__ = "watch_oauth_states"
+    __table_args__ = (Index("ix_watch_oauth_states_token", "request_token"),)
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    request_token: Mapped[str] = mapped_column(String(255))
+    request_secret: Mapped[str] = mapped_column(Text)  # sealed
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WatchImportJob(Base):
+    """An import of a user's Discogs wantlist and/or collection into watch releases.
+
+    It runs as a queue job and saves its place after every page (``stage``, ``page``), so
+    a retried job goes on where the last attempt stopped. One is in flight per user.
+    """
+
+    __tablename__ = "watch_import_jobs"
+    __table_args__ = (
+        CheckConstraint("source IN ('wantlist', 'collection', 'both')", name="source"),
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+        Index("ix_watch_import_jobs_user_created", "user_id", "created_at", "id"),
+        Index(
+            "uq_watch_import_jobs_in_flight",
+            "user_id",
+            "provider",
+            unique=True,
+            **partial("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    trigger: Mapped[str] = mapped_column(String(16), default="api")  # api | schedule
+    job_id: Mapped[int | None] = mapped_column(BigId, default=None)  # the queue's job
+    stage: Mapped[str | None] = mapped_column(String(16), default=None)  # list being read
+    page: Mapped[int] = mapped_column(default=0)  # pages of ``stage`` done
+    pages: Mapped[int | None] = mapped_column(default=None)
+    processed_count: Mapped[int] = mapped_column(default=0)
+    imported_count: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    updated_count: Mapped[int] = mapped_column(default=0)
+    removed_count: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WatchImportedItem(Base):
+    """A release on a user's Discogs wantlist or in their collection, and the watch release
+    it became. ``rule_id`` is NULL once the user deleted that watch release: the next import
+    then leaves it deleted instead of creating it again."""
+
+    __tablename__ = "watch_imported_items"
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id", "provider", "source", "external_id", name="uq_watch_imported_items_once"
+        ),
+        Index("ix_watch_imported_items_rule", "rule_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))  # wantlist | collection
+    external_id: Mapped[int] = mapped_column(BigId)  # the Discogs release id
+    master_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    title: Mapped[str] = mapped_column(String(300))
+    artist: Mapped[str | None] = mapped_column(String(300), default=None)
+    year: Mapped[int | None] = mapped_column(default=None)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("watch_rules.id", ondelete="SET NULL"), default=None
+    )
+    created_rule: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The import disabled the watch release because the item left the list; it is
+    # enabled again if the item comes back.
+    paused_rule: Mapped[bool] = mapped_column(Boolean, default=False)
+    import_job_id: Mapped[int | None] = mapped_column(default=None)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -82,6 +82,18 @@ async def stream_caller(
     return _caller(principal)
 
 
+async def discogs_caller(
+    principal: Annotated[Principal, Depends(Authorize(None, group="discogs"))],
+) -> Caller:
+    return _caller(principal)
+
+
+async def oauth_caller(
+    principal: Annotated[Principal, Depends(Authorize(None, group="auth_endpoints"))],
+) -> Caller:
+    return _caller(principal)
+
+
 async def api_caller(principal: Annotated[Principal, Depends(Authorize(None))]) -> Caller:
     return _caller(principal)
 
@@ -90,3 +102,5 @@ RulesCaller = Annotated[Caller, Depends(rules_caller)]
 StreamCaller = Annotated[Caller, Depends(stream_caller)]
 SearchCaller = Annotated[Caller, Depends(search_caller)]
 UserCaller = Annotated[Caller, Depends(api_caller)]
+DiscogsCaller = Annotated[Caller, Depends(discogs_caller)]
+OAuthCaller = Annotated[Caller, Depends(oauth_caller)]

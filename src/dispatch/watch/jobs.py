@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel, Field
 
 from dispatch.catalog.context import CatalogContext
@@ -9,12 +11,19 @@ from dispatch.db.base import utcnow
 from dispatch.queue.policy import RetryPolicy
 from dispatch.queue.registry import HandlerResult, JobContext, Registry
 from dispatch.queue.schedules import ScheduleSpec
-from dispatch.watch import delivery, polling
+from dispatch.watch import delivery, integrations, polling
 from dispatch.watch.evaluate import Evaluator
 
 
 class PollArgs(BaseModel):
     rule_id: int = Field(ge=1)
+
+
+class ImportArgs(BaseModel):
+    import_id: int = Field(ge=1)
+
+
+DISCOGS_SYNC_EVERY = "@every 300s"
 
 
 def register(registry: Registry, catalog: CatalogContext) -> None:
@@ -40,3 +49,32 @@ def register(registry: Registry, catalog: CatalogContext) -> None:
     async def poll(context: JobContext, args: PollArgs) -> HandlerResult:
         """Ask one rule's sources now (a failure is recorded on the rule, retried by time)."""
         return await polling.poll(catalog, args.rule_id)
+
+    importer = integrations.Importer(catalog)
+
+    @registry.register(
+        integrations.IMPORT_KIND,
+        args=ImportArgs,
+        policy=RetryPolicy(max_attempts=5, base_seconds=30.0, cap_seconds=900.0),
+    )
+    async def discogs_import(context: JobContext, args: ImportArgs) -> HandlerResult:
+        """Import a user's Discogs lists; a retry goes on from the last page written."""
+        last = context.job.attempt >= context.job.max_attempts
+        return await importer.run(args.import_id, last_attempt=last)
+
+    if settings.discogs_sync_enabled:
+        interval = timedelta(seconds=settings.discogs_sync_interval_seconds)
+
+        @registry.register(integrations.SYNC_KIND, policy=once)
+        async def discogs_sync(context: JobContext, args: object) -> HandlerResult:
+            """Import connected accounts again once their last import is ``interval`` old."""
+            return {"started": await integrations.sync_due(database, queue_name, interval)}
+
+        registry.schedule(
+            ScheduleSpec(
+                integrations.SYNC_KIND,
+                DISCOGS_SYNC_EVERY,
+                integrations.SYNC_KIND,
+                queue=queue_name,
+            )
+        )

@@ -9,12 +9,14 @@ polled, evented and notified like any rule, and seed 003's ``target_price`` and
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.errors import ERROR_RESPONSES, ValidationFailed
@@ -99,7 +101,7 @@ class WatchReleaseOut(BaseModel):
     updated_at: datetime
 
 
-def _query(body: WatchReleaseCreate) -> dict[str, Any]:
+def release_query(body: WatchReleaseCreate) -> dict[str, Any]:
     """The rule's query: the release's ids and terms, the target price as ``max_price``."""
     query: dict[str, Any] = {
         "sources": [SOURCE],
@@ -144,6 +146,25 @@ def _as_rule(body: WatchReleaseCreate) -> WatchRuleCreate:
     )
 
 
+async def create_release_rule(
+    session: AsyncSession,
+    user_id: int,
+    body: WatchReleaseCreate,
+    enabled: Collection[str],
+    origin: dict[str, Any] | None = None,
+) -> WatchRule:
+    """A watch release for ``user_id`` (the API's, and each new item of a Discogs import)."""
+    return await rules.create_rule(
+        session,
+        user_id,
+        _as_rule(body),
+        enabled,
+        kind=KIND,
+        query=release_query(body),
+        origin=origin,
+    )
+
+
 async def _enabled(runtime: Any) -> list[str]:
     """Every configured provider: a watch release may wait for Discogs to be enabled (its
     polls report the provider's state meanwhile, and listings found later still match)."""
@@ -158,13 +179,8 @@ async def create_release(
     caller: RulesCaller,
     user_id: Annotated[int | None, Query(description="Admin keys: the user")] = None,
 ) -> WatchReleaseOut:
-    rule = await rules.create_rule(
-        session,
-        caller.acting_for(user_id),
-        _as_rule(body),
-        await _enabled(runtime),
-        kind=KIND,
-        query=_query(body),
+    rule = await create_release_rule(
+        session, caller.acting_for(user_id), body, await _enabled(runtime)
     )
     return release_out(rule)
 
@@ -213,7 +229,7 @@ async def patch_release(
         ) from exc
     patch = WatchRulePatch(name=merged.title[:120], is_active=merged.is_active)
     await rules.update_rule(session, rule, patch, await _enabled(runtime))
-    rule.query = _query(merged)
+    rule.query = release_query(merged)
     return release_out(rule)
 
 
@@ -224,3 +240,11 @@ async def disable_release(
     """Seed 003: DELETE disables the watch release and returns it."""
     rule = await rules.get_rule(session, caller, release_id, kind=KIND)
     return release_out(rules.disable_rule(session, rule, deleted=True))
+
+
+@router.delete("/watch-releases/{release_id}/hard", status_code=status.HTTP_204_NO_CONTENT)
+async def hard_delete_release(release_id: int, session: SessionDep, caller: RulesCaller) -> None:
+    """Remove the watch release and its matches (as ``DELETE /watch-rules/{id}/hard``); one
+    imported from Discogs is not created again by the next import."""
+    rule = await rules.get_rule(session, caller, release_id, kind=KIND)
+    await rules.hard_delete_rule(session, rule)

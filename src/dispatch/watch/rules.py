@@ -84,8 +84,10 @@ async def create_rule(
     *,
     kind: str = "search",
     query: dict[str, Any] | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> WatchRule:
-    """A new rule (``kind`` "release" with its own ``query``: a watch release)."""
+    """A new rule (``kind`` "release" with its own ``query``: a watch release); ``origin``
+    says where it came from in its RULE_CREATED event (a Discogs import)."""
     await _owner(session, user_id)
     check_sources(body.query, enabled)
     now = utcnow()
@@ -103,7 +105,7 @@ async def create_rule(
     )
     session.add(rule)
     await session.flush()
-    session.add(lifecycle(rule, "RULE_CREATED", now))
+    session.add(lifecycle(rule, "RULE_CREATED", now, **({"origin": origin} if origin else {})))
     return rule
 
 
@@ -175,19 +177,28 @@ async def update_rule(
     return rule
 
 
-def _switched(session: AsyncSession, rule: WatchRule, now: datetime) -> None:
+def set_active(
+    session: AsyncSession, rule: WatchRule, active: bool, now: datetime, **details: Any
+) -> None:
+    """Enable or disable a rule, with its RULE_ENABLED / RULE_DISABLED event."""
+    if rule.is_active == active:
+        return
+    rule.is_active = active
+    rule.updated_at = now
+    _switched(session, rule, now, **details)
+
+
+def _switched(session: AsyncSession, rule: WatchRule, now: datetime, **details: Any) -> None:
     rule.next_run_at = now if rule.is_active else None
     kind = "RULE_ENABLED" if rule.is_active else "RULE_DISABLED"
-    session.add(lifecycle(rule, kind, now + timedelta(microseconds=1)))
+    session.add(lifecycle(rule, kind, now + timedelta(microseconds=1), **details))
 
 
 def disable_rule(session: AsyncSession, rule: WatchRule, *, deleted: bool = False) -> WatchRule:
     """Seed 003's disable, and its soft DELETE (which disables and returns the rule)."""
     now = utcnow()
     if rule.is_active:
-        rule.is_active = False
-        rule.updated_at = now
-        _switched(session, rule, now)
+        set_active(session, rule, False, now)
     if deleted:
         session.add(lifecycle(rule, "RULE_DELETED", now + timedelta(microseconds=2), hard=False))
     return rule

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db.base import utcnow
 from dispatch.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from dispatch.models import ApiKey, DeletedSubject, User, WatchRule
+from dispatch.models import ApiKey, DeletedSubject, User, WatchAccountLink, WatchRule
 from dispatch.security import api_keys
 from dispatch.security.passwords import hash_password_async, verify_password_async
 from dispatch.security.users import normalise_email
@@ -51,6 +51,13 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
     counts: Counter[str] = Counter()
     for query in queries:
         counts.update(set(query.get("sources") or []))
+    linked = set(
+        await session.scalars(
+            select(WatchAccountLink.provider).where(WatchAccountLink.user_id == user.id)
+        )
+    )
+    for provider in linked:
+        counts.setdefault(provider, 0)
     return UserOut(
         id=user.id,
         email=user.email,
@@ -59,7 +66,7 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
         is_admin=user.is_admin,
         preferences=preferences_of(user),
         integrations=[
-            Integration(provider=name, linked=False, watch_rule_count=count)
+            Integration(provider=name, linked=name in linked, watch_rule_count=count)
             for name, count in sorted(counts.items())
         ],
         created_at=user.created_at,

@@ -22,7 +22,14 @@ from dispatch.runtime import Runtime
 from dispatch.security import api_keys, sessions
 from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
-from dispatch.web import catalog_pages, gateway_pages, gateway_task_pages, queue_pages, watch_pages
+from dispatch.web import (
+    catalog_pages,
+    gateway_pages,
+    gateway_task_pages,
+    queue_pages,
+    watch_discogs,
+    watch_pages,
+)
 from dispatch.web.auth import (
     ADMIN,
     CLIENT,
@@ -288,6 +295,7 @@ def install(app: FastAPI) -> None:
     app.include_router(gateway_task_pages.router)
     app.include_router(catalog_pages.router)
     app.include_router(watch_pages.router)
+    app.include_router(watch_discogs.router)
     app.state.html_error_renderer = _render_error
 
     @app.get("/ui", include_in_schema=False)

@@ -38,6 +38,7 @@ from dispatch.watch import feed, live, rules, users, webhooks
 from dispatch.watch.deps import Caller
 from dispatch.watch.pages import Page, decode_cursor, encode_cursor
 from dispatch.watch.schemas import WatchRuleOut, WatchRulePatch
+from dispatch.web import watch_discogs
 from dispatch.web import watch_forms as forms
 from dispatch.web.auth import (
     CsrfWatcherDep,
@@ -414,6 +415,7 @@ async def _preferences_page(
     values: Values | None = None,
     exc: Exception | None = None,
 ) -> Response:
+    settings = request.app.state.runtime.settings
     assert user.user_id is not None  # a watch user's session
     person = await users.get_user(session, user.user_id)
     preferences = users.preferences_of(person)
@@ -425,6 +427,7 @@ async def _preferences_page(
         "webhook": await webhooks.describe(session, person, preferences.notifications_webhook),
         "errors": errors,
         "saved": request.query_params.get("saved") == "1",
+        "discogs": await watch_discogs.context(session, user.user_id, settings, request),
     }
     return _render(request, user, "preferences.html", context, status)
 
