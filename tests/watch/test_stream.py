@@ -18,6 +18,7 @@ from dispatch.db.engine import Database
 from tests.support import LiveServer, admin_headers, make_settings, start_worker
 from tests.watch.conftest import OFFLINE_PROVIDERS, V1, WatchUser, new_user
 from tests.watch.test_evaluate import product, write
+from tests.web.test_watch_ui import token_of, user_login
 
 ADMIN = admin_headers()
 
@@ -33,6 +34,7 @@ class Stream:
         self.connected = asyncio.Event()
         self.status: int | None = None
         self.task: asyncio.Task[None] | None = None
+        self.path = f"{V1}/stream/events"
 
     async def __aenter__(self) -> Stream:
         self.task = asyncio.create_task(self._read())
@@ -49,7 +51,7 @@ class Stream:
     async def _read(self) -> None:
         async with (
             httpx.AsyncClient(base_url=self.base_url, timeout=30) as client,
-            client.stream("GET", f"{V1}/stream/events", headers=self.headers) as response,
+            client.stream("GET", self.path, headers=self.headers) as response,
         ):
             self.status = response.status_code
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -208,3 +210,34 @@ async def test_across_processes(
             await database.dispose()
     assert message["event_type"] == "NEW_MATCH"
     assert message["user_id"] == alice.id
+
+
+async def _ends(task: asyncio.Task[None] | None, seconds: float = 5) -> None:
+    """The server closes the stream: the reading task finishes by itself."""
+    assert task is not None
+    async with asyncio.timeout(seconds):
+        await asyncio.shield(task)
+
+
+async def test_a_revoked_key_or_a_ui_logout_ends_the_stream(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, watch_stream_keepalive_seconds=0.2)
+    with LiveServer(settings) as server:
+        alice = await setup_rule(server.url, "alice@example.com")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            keys = (await http.get(f"{V1}/me/keys", headers=alice.headers)).json()
+            async with Stream(server.url, alice.headers) as api:
+                revoked = await http.delete(f"{V1}/me/keys/{keys[0]['id']}", headers=alice.headers)
+                assert revoked.status_code == 200, revoked.text
+                await _ends(api.task)
+
+            # The UI's stream (cookies of a user session) ends with the session.
+            assert (await user_login(http, alice.email)).status_code == 303
+            ui = Stream(
+                server.url, {"Cookie": "; ".join(f"{k}={v}" for k, v in http.cookies.items())}
+            )
+            ui.path = "/ui/watch/stream"
+            async with ui:
+                await asyncio.sleep(0.5)
+                assert ui.comments.count(": ping") >= 1
+                await http.post("/ui/logout", data={"csrf_token": await token_of(http)})
+                await _ends(ui.task)

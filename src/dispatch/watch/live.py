@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from dispatch.deps import RuntimeDep
-from dispatch.errors import ERROR_RESPONSES
+from dispatch.errors import ERROR_RESPONSES, AppError
 from dispatch.models import WatchEvent, WatchNotification
 from dispatch.runtime import Runtime
+from dispatch.security.deps import presented_key, resolve_principal
 from dispatch.watch import stream
 from dispatch.watch.deps import StreamCaller
 from dispatch.watch.evaluate import stream_message
@@ -49,9 +50,14 @@ async def _replay(runtime: Runtime, user_id: int | None, after: int) -> list[dic
     return [stream_message(notification_id, event) for notification_id, event in rows]
 
 
+Alive = Callable[[], Awaitable[bool]]
+
+
 async def event_stream(
-    runtime: Runtime, user_id: int | None, after: int | None
+    runtime: Runtime, user_id: int | None, after: int | None, alive: Alive | None = None
 ) -> AsyncIterator[str]:
+    """The stream's text. ``alive`` is asked at every keepalive whether the credentials
+    that opened it still hold (a revoked key, a logout, a deactivated user end it)."""
     keepalive = runtime.settings.watch_stream_keepalive_seconds
     with stream.HUB.subscription(user_id) as queue:
         yield "retry: 3000\n: connected\n\n"
@@ -64,6 +70,8 @@ async def event_stream(
             try:
                 message = await asyncio.wait_for(queue.get(), keepalive)
             except TimeoutError:
+                if alive is not None and not await alive():
+                    return
                 yield ": ping\n\n"
                 continue
             if message["notification_id"] > last:  # replayed already, or seen twice
@@ -80,6 +88,7 @@ async def event_stream(
 async def stream_events(
     runtime: RuntimeDep,
     caller: StreamCaller,
+    key: Annotated[str | None, Depends(presented_key)],
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """Server-sent events: ``event: notification`` with seed 003's data, ``: ping`` keepalives.
@@ -88,8 +97,15 @@ async def stream_events(
     replays what was missed. An admin key receives every user's notifications.
     """
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+
+    async def alive() -> bool:
+        try:
+            return key is not None and await resolve_principal(runtime, key) is not None
+        except AppError:
+            return False
+
     return StreamingResponse(
-        event_stream(runtime, caller.user_id, after),
+        event_stream(runtime, caller.user_id, after, alive),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

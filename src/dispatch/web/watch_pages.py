@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.db.base import utcnow
 from dispatch.deps import RuntimeDep, SessionDep
 from dispatch.errors import NotFound, ValidationFailed
 from dispatch.models import (
@@ -32,6 +33,7 @@ from dispatch.models import (
     WatchRule,
 )
 from dispatch.runtime import Runtime
+from dispatch.security import sessions
 from dispatch.security.principal import Principal
 from dispatch.security.scopes import Scope
 from dispatch.watch import feed, live, rules, users, webhooks
@@ -185,8 +187,14 @@ async def stream(
     the page and the connection is lost; a reconnect's ``Last-Event-ID`` takes over.
     """
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+    async def alive() -> bool:
+        """The session still holds (a logout or an expiry ends the stream)."""
+        async with runtime.database.session(write=False) as session:
+            return await sessions.load_session(session, user.token, utcnow()) is not None
+
     return StreamingResponse(
-        live.event_stream(runtime, user.user_id, resume),
+        live.event_stream(runtime, user.user_id, resume, alive),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
