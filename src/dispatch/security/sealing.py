@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Sequence
-
-from cryptography.fernet import Fernet, InvalidToken
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dispatch.config import Settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 PREFIX = "enc:v1:"
 
@@ -25,6 +28,8 @@ class Unreadable(ValueError):
 
 
 def _fernet(material: str) -> tuple[str, Fernet]:
+    from cryptography.fernet import Fernet  # ~7 MB: loaded on a first seal or open
+
     digest = hashlib.sha256(b"dispatch-token-sealing\x00" + material.encode()).digest()
     kid = hashlib.sha256(digest).hexdigest()[:8]
     return kid, Fernet(base64.urlsafe_b64encode(digest))
@@ -36,8 +41,15 @@ class Sealer:
     def __init__(self, materials: Sequence[str]) -> None:
         if not materials:
             raise ValueError("at least one key is needed")
-        self._keys = [_fernet(material) for material in materials]
-        self._by_kid = dict(reversed(self._keys))
+        self._materials = tuple(materials)
+
+    @cached_property
+    def _keys(self) -> list[tuple[str, Fernet]]:
+        return [_fernet(material) for material in self._materials]
+
+    @cached_property
+    def _by_kid(self) -> dict[str, Fernet]:
+        return dict(reversed(self._keys))
 
     def seal(self, plaintext: str) -> str:
         kid, fernet = self._keys[0]
@@ -50,6 +62,8 @@ class Sealer:
         fernet = self._by_kid.get(kid)
         if fernet is None:
             raise Unreadable(f"no configured key has id {kid}")
+        from cryptography.fernet import InvalidToken
+
         try:
             return fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
