@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import httpx
 
-# Self-registration is public by design (its own budget, and 403 unless enabled).
-PUBLIC = {("get", "/"), ("get", "/health"), ("get", "/ready"), ("post", "/api/v1/register")}
+# Self-registration is public by design (its own budget, and 403 unless enabled); so is the
+# page Discogs sends a user's browser back to (the temporary OAuth token names the request).
+PUBLIC = {
+    ("get", "/"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("post", "/api/v1/register"),
+    ("get", "/api/v1/integrations/discogs/oauth/callback"),
+}
 KEY_SCHEMES = {"APIKeyHeader", "HTTPBearer"}
 
 
