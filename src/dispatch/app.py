@@ -20,6 +20,8 @@ from dispatch.db import migrations
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import install_error_handlers
+from dispatch.fleet.routes import router as fleet_router
+from dispatch.fleet.routes import seed_router as fleet_seed_router
 from dispatch.gateway import ingress as gateway_ingress
 from dispatch.gateway.context import GatewayContext
 from dispatch.gateway.routes import reserved_paths
@@ -243,6 +245,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watch_releases_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_outbound_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_integrations_router, prefix=settings.api_v1_prefix)
+    app.include_router(fleet_router, prefix=settings.api_v1_prefix)
+    app.include_router(fleet_seed_router)
     if settings.environment in watch_dev.DEV_ENVIRONMENTS:
         app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)

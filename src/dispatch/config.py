@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     job_retention_days: float = Field(default=7.0, gt=0)
 
     # Remote nodes leasing jobs over HTTP.
-    node_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["remote"])
+    node_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["remote", "rescue"]
+    )
     node_lease_seconds: float = Field(default=300.0, ge=5)
     node_silent_seconds: float = Field(default=180.0, ge=5)
     node_claim_rate_per_minute: int = Field(default=60, ge=1)
@@ -178,6 +180,16 @@ class Settings(BaseSettings):
     # eBay Partner Network: outbound links carry these (seed 003's affiliate parameters).
     ebay_campaign_id: str | None = None
     ebay_custom_id: str | None = None
+
+    # Fleet (seed 004): assets rescued by remote nodes, each copy a job on RESCUE_QUEUE.
+    rescue_queue: str = Field(default="rescue", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    rescue_replication_target: int = Field(default=2, ge=1, le=20)
+    # An asset of unknown size is counted as this big against a node's free space.
+    rescue_unknown_size_mb: float = Field(default=10_240.0, gt=0)
+    rescue_node_max_in_flight: int = Field(default=8, ge=1, le=1000)
+    rescue_node_daily_assets: int = Field(default=1000, ge=0)  # 0: no daily cap
+    priorizer_url: AnyHttpUrl | None = None
+    priorizer_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Watch (seed 003): users, rules, events, notifications.
     self_registration: bool = False
@@ -283,6 +295,15 @@ class Settings(BaseSettings):
         if value is not None and not _SCHEMA_NAME.match(value):
             raise ValueError("must be a lower-case SQL identifier")
         return value
+
+    @model_validator(mode="after")
+    def _rescue_queue_served_by_nodes(self) -> Settings:
+        if self.rescue_queue not in self.node_queues:
+            raise ValueError(
+                f"RESCUE_QUEUE: {self.rescue_queue} must be one of NODE_QUEUES "
+                f"({', '.join(self.node_queues)}): rescue copies are leased by remote nodes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _separate_node_queues(self) -> Settings:

@@ -11,6 +11,7 @@ from dispatch.models.catalog import (
     CatalogProviderRequest,
     CatalogProviderToken,
 )
+from dispatch.models.fleet import RescueAsset, RescueCopy, RescueRanking
 from dispatch.models.gateway import (
     GatewayAttempt,
     GatewayBreaker,
@@ -70,6 +71,9 @@ __all__ = [
     "JobAttempt",
     "Node",
     "OutboundClick",
+    "RescueAsset",
+    "RescueCopy",
+    "RescueRanking",
     "Schedule",
     "User",
     "WatchAccountLink",

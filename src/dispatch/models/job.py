@@ -42,6 +42,8 @@ class Job(Base):
         Index("ix_jobs_owner", "lease_owner", **partial("state = 'running'")),
         Index("ix_jobs_finished", "finished_at", **partial("finished_at IS NOT NULL")),
         Index("ix_jobs_kind_state", "kind", "state"),
+        # Jobs a remote node may hold only one of (the copies of one asset).
+        Index("ix_jobs_spread", "spread_key", **partial("spread_key IS NOT NULL")),
         # Enqueueing a dedupe key that is already live returns the live job instead.
         Index(
             "uq_jobs_dedupe",
@@ -66,6 +68,9 @@ class Job(Base):
     concurrency_limit: Mapped[int | None] = mapped_column(default=None)
     required_capacity: Mapped[int] = mapped_column(BigInteger, default=0)
     required_labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Remote nodes: of the jobs sharing a spread key, a node holds or completes at most one
+    # (BOINC's one result per host: each copy of an asset goes to a different node).
+    spread_key: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -141,7 +141,9 @@ async def register_node(
     key: Annotated[str | None, Depends(presented_key)],
 ) -> NodeRegistered:
     await _register_key(request, response, runtime, key)
-    queues = body.queues if body.queues is not None else list(runtime.settings.node_queues)
+    settings = runtime.settings
+    general = [queue for queue in settings.node_queues if queue != settings.rescue_queue]
+    queues = body.queues if body.queues is not None else general  # rescue nodes: /rescue/nodes
     _check_queues(runtime, queues)
     spec = nodes.Registration(
         name=body.name,

@@ -23,7 +23,9 @@ class NodeRegister(_Strict):
     capacity: Capacity
     labels: list[Label] = Field(default_factory=list, max_length=50)
     queues: list[QueueName] | None = Field(
-        default=None, max_length=20, description="Queues to serve; default: every NODE_QUEUES queue"
+        default=None,
+        max_length=20,
+        description="Queues to serve; default: every NODE_QUEUES queue but RESCUE_QUEUE",
     )
     max_in_flight: int = Field(default=4, ge=1, le=1000)
     version: Annotated[str, StringConstraints(max_length=64)] | None = None

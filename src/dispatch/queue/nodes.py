@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
@@ -155,20 +156,42 @@ def fits(labels: Sequence[str], required: Sequence[str]) -> bool:
 
 
 def pick(
-    candidates: Sequence[tuple[int, int, Sequence[str]]],
+    candidates: Sequence[tuple[int, int, Sequence[str], str | None]],
     labels: Sequence[str],
     budget: int,
     slots: int,
 ) -> list[int]:
-    """Greedy first fit in queue order: ids of (id, need, labels) that fit ``budget``."""
+    """Greedy first fit in queue order: ids of (id, need, labels, spread key) that fit
+    ``budget``, at most one per spread key."""
     chosen: list[int] = []
-    for job_id, need, required in candidates:
+    spread: set[str] = set()
+    for job_id, need, required, key in candidates:
         if len(chosen) >= slots:
             break
-        if need <= budget and fits(labels, required):
+        if need <= budget and fits(labels, required) and (key is None or key not in spread):
             chosen.append(job_id)
             budget -= need
+            if key is not None:
+                spread.add(key)
     return chosen
+
+
+def spread_allows(owner: str) -> Any:
+    """No other job of the candidate's spread key is held (running) or was completed by
+    ``owner``: each copy of an asset lands on a different node."""
+    sibling = aliased(Job)
+    return or_(
+        Job.spread_key.is_(None),
+        ~exists()
+        .where(
+            sibling.spread_key == Job.spread_key,
+            sibling.id != Job.id,
+            JobAttempt.job_id == sibling.id,
+            JobAttempt.worker == owner,
+            JobAttempt.outcome.in_(("running", "succeeded")),
+        )
+        .correlate(Job),
+    )
 
 
 async def claim(
@@ -178,19 +201,29 @@ async def claim(
     limit: int,
     lease_seconds: float,
     capacity: int | None = None,
+    free: int | None = None,
+    queues: Sequence[str] | None = None,
 ) -> list[ClaimedJob]:
-    """Lease due jobs that fit the node's remaining capacity, slots and labels."""
+    """Lease due jobs that fit the node's remaining capacity, slots and labels.
+
+    ``capacity`` is what the node offers in all; ``free`` is what it has free now, besides
+    what its leases already take (seed 004's ``free_space_gb``). ``queues`` narrows the
+    node's queues for this claim.
+    """
     now = utcnow()
     owner = lease_owner(node_id)
     async with database.session() as session:
         node = await get_node(session, node_id, lock=True)
         if not node.enabled:
             raise Forbidden(f"node {node_id} is disabled", code="node_disabled")
-        _seen(node, now, capacity)
         held = (await loads(session, [node_id]))[node_id]
+        if free is not None:
+            capacity = max(0, free) + held.capacity_used
+        _seen(node, now, capacity)
         slots = min(limit, node.max_in_flight - held.in_flight)
         budget = node.capacity - held.capacity_used
-        if slots <= 0 or budget < 0 or not node.queues:
+        served = [queue for queue in node.queues if queues is None or queue in queues]
+        if slots <= 0 or budget < 0 or not served:
             return []
         failed_here = exists().where(
             JobAttempt.job_id == Job.id,
@@ -198,14 +231,15 @@ async def claim(
             JobAttempt.outcome.in_(FAILED_OUTCOMES),
         )
         query = (
-            select(Job.id, Job.required_capacity, Job.required_labels)
+            select(Job.id, Job.required_capacity, Job.required_labels, Job.spread_key)
             .where(
-                Job.queue.in_(node.queues),
+                Job.queue.in_(served),
                 Job.state == "available",
                 Job.run_at <= now,
                 Job.required_capacity <= budget,
                 ~failed_here,
                 service.concurrency_allows(),
+                spread_allows(owner),
             )
             .order_by(Job.priority, Job.run_at, Job.id)
             .limit(SCAN_WINDOW)
@@ -213,7 +247,7 @@ async def claim(
         if database.kind == "postgresql":
             query = query.with_for_update(of=Job, skip_locked=True)
         candidates = [
-            (row.id, row.required_capacity, row.required_labels)
+            (row.id, row.required_capacity, row.required_labels, row.spread_key)
             for row in await session.execute(query)
         ]
         chosen = pick(candidates, node.labels, budget, slots)

@@ -85,6 +85,7 @@ class JobSpec:
     timeout_seconds: int | None = None
     required_capacity: int = 0  # remote nodes: what the job needs of a node's capacity
     required_labels: tuple[str, ...] = ()  # remote nodes: labels a node must carry
+    spread_key: str | None = None  # remote nodes: one job of this key per node
 
     def values(self, now: datetime) -> dict[str, Any]:
         run_at = self.run_at or now + timedelta(seconds=self.delay)
@@ -103,6 +104,7 @@ class JobSpec:
             "timeout_seconds": self.timeout_seconds,
             "required_capacity": self.required_capacity,
             "required_labels": sorted(set(self.required_labels)),
+            "spread_key": self.spread_key,
             "cancel_requested": False,
             "created_at": now,
         }

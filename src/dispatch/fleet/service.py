@@ -1,0 +1,240 @@
+"""Handing copies to nodes and recording what they report (seed 004's two calls).
+
+``assign`` is seed 004's ``/dispatch``: the node says how much disk it has free; it gets
+the most urgent copies (lowest priority number first, then the oldest) that fit that
+space, at most one copy of any asset, none it failed before, within its in-flight and
+daily caps. Each comes with the lease token and deadline of its queue job: heartbeats
+extend them, and a node that falls silent loses them to the reaper, which puts the copies
+back for others.
+
+``report`` is seed 004's ``/assets-downloaded``: every asset is settled on its own (a bad
+one never spoils the others, and never answers 500). A success needs the job's current
+lease token and the asset's URL, records the magnet link, checksum and size, and is
+idempotent; a failure frees the copy for another node (never the same one again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+
+from dispatch.config import Settings
+from dispatch.db.base import utcnow
+from dispatch.db.engine import Database
+from dispatch.fleet.assets import COPY_KIND, MAGNET
+from dispatch.models import Job, JobAttempt, RescueAsset, RescueCopy
+from dispatch.models.node import lease_owner
+from dispatch.queue import nodes, service
+from dispatch.queue.policy import RetryPolicy
+
+DAY = timedelta(days=1)
+# A failed copy is offered to the other nodes at once (the node that failed it is excluded).
+REASSIGN_AT_ONCE = RetryPolicy(max_attempts=100, base_seconds=0.0, cap_seconds=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    asset: RescueAsset
+    copy: RescueCopy
+    lease_token: str
+    lease_expires_at: datetime
+
+
+async def assigned_today(database: Database, node_id: str, now: datetime) -> int:
+    async with database.session(write=False) as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(JobAttempt)
+            .join(Job, Job.id == JobAttempt.job_id)
+            .where(
+                JobAttempt.worker == lease_owner(node_id),
+                JobAttempt.started_at > now - DAY,
+                Job.kind == COPY_KIND,
+            )
+        )
+    return int(count or 0)
+
+
+async def assign(
+    database: Database, settings: Settings, node_id: str, free_mb: int, limit: int
+) -> list[Assigned]:
+    """Lease copies that fit ``free_mb`` to the node (empty when nothing fits or is due)."""
+    now = utcnow()
+    if settings.rescue_node_daily_assets:
+        left = settings.rescue_node_daily_assets - await assigned_today(database, node_id, now)
+        limit = min(limit, left)
+    if limit <= 0:
+        return []
+    claimed = await nodes.claim(
+        database,
+        node_id,
+        limit=limit,
+        lease_seconds=settings.node_lease_seconds,
+        free=free_mb,
+        queues=[settings.rescue_queue],
+    )
+    if not claimed:
+        return []
+    leases = {job.id: job for job in claimed}
+    async with database.session() as session:
+        await session.execute(
+            update(RescueCopy)
+            .where(RescueCopy.job_id.in_(leases))
+            .values(
+                state="assigned",
+                node_id=node_id,
+                assigned_at=now,
+                assignments=RescueCopy.assignments + 1,
+            )
+        )
+        rows = (
+            await session.execute(
+                select(RescueCopy, RescueAsset)
+                .join(RescueAsset, RescueAsset.id == RescueCopy.asset_id)
+                .where(RescueCopy.job_id.in_(leases))
+            )
+        ).all()
+    found = [
+        Assigned(asset, copy, leases[copy.job_id].lease_token, leases[copy.job_id].lease_expires_at)
+        for copy, asset in rows
+        if copy.job_id is not None
+    ]
+    order = {job.id: index for index, job in enumerate(claimed)}
+    return sorted(found, key=lambda item: order[item.copy.job_id or 0])
+
+
+Outcome = Literal["recorded", "already_recorded", "failure_recorded", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """One asset of a completion report, as the node sent it."""
+
+    index: int
+    status: Literal["SUCCESS", "FAIL"]
+    asset_id: int | None = None
+    job_id: int | None = None
+    lease_token: str | None = None
+    url: str | None = None
+    magnet_link: str | None = None
+    checksum: str | None = None
+    bytes: int | None = None
+    message: str | None = None
+
+
+@dataclass
+class Settled:
+    index: int
+    outcome: Outcome
+    asset_id: int | None
+    job_id: int | None
+    reason: str | None = None
+    copy: RescueCopy | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def _find(
+    database: Database, node_id: str, item: Reported
+) -> tuple[RescueCopy | None, RescueAsset | None, Job | None]:
+    """The copy a report is about: by its job, else the node's live copy of the asset."""
+    async with database.session(write=False) as session:
+        query = (
+            select(RescueCopy, RescueAsset, Job)
+            .join(RescueAsset, RescueAsset.id == RescueCopy.asset_id)
+            .outerjoin(Job, Job.id == RescueCopy.job_id)
+        )
+        if item.job_id is not None:
+            query = query.where(RescueCopy.job_id == item.job_id)
+        elif item.asset_id is not None:
+            query = query.where(
+                RescueCopy.asset_id == item.asset_id, RescueCopy.node_id == node_id
+            ).order_by(RescueCopy.assigned_at.desc())
+        else:
+            return None, None, None
+        row = (await session.execute(query.limit(1))).first()
+    if row is None:
+        return None, None, None
+    return row[0], row[1], row[2]
+
+
+async def _already(database: Database, node_id: str, job_id: int, token: str) -> bool:
+    """This node completed this job with this lease (a repeated report)."""
+    async with database.session(write=False) as session:
+        found = await session.scalar(
+            select(func.count())
+            .select_from(JobAttempt)
+            .where(
+                JobAttempt.job_id == job_id,
+                JobAttempt.worker == lease_owner(node_id),
+                JobAttempt.lease_token == token,
+                JobAttempt.outcome == "succeeded",
+            )
+        )
+    return bool(found)
+
+
+def _rejected(item: Reported, reason: str, copy: RescueCopy | None = None) -> Settled:
+    return Settled(item.index, "rejected", item.asset_id, item.job_id, reason, copy)
+
+
+async def settle(database: Database, node_id: str, item: Reported) -> Settled:
+    """One asset of a report: recorded, recorded again (idempotent), or refused with why."""
+    copy, asset, job = await _find(database, node_id, item)
+    if copy is None or asset is None:
+        return _rejected(item, "unknown asset or job")
+    item_job = copy.job_id
+    if item.url is not None and item.url.strip() != asset.url:
+        return _rejected(item, "the URL is not this asset's", copy)
+    if item.lease_token is None:
+        return _rejected(item, "lease_token is required", copy)
+    if job is not None and job.state == "running" and job.lease_owner != lease_owner(node_id):
+        return _rejected(item, "the copy is leased to another node", copy)
+    if item.status == "SUCCESS":
+        if not item.magnet_link or not MAGNET.match(item.magnet_link.strip()):
+            return _rejected(item, "a SUCCESS needs a magnet link (magnet:?xt=urn:…)", copy)
+        if asset.checksum and item.checksum and item.checksum.lower() != asset.checksum:
+            return _rejected(item, f"checksum {item.checksum} is not {asset.checksum}", copy)
+        if item_job is None:
+            return _rejected(item, "this copy has no job", copy)
+        done = await service.complete(
+            database,
+            item_job,
+            item.lease_token,
+            {"magnet_link": item.magnet_link, "checksum": item.checksum, "bytes": item.bytes},
+        )
+        if not done:
+            if (
+                copy.state == "rescued"
+                and copy.node_id == node_id
+                and await _already(database, node_id, item_job, item.lease_token)
+            ):
+                return Settled(item.index, "already_recorded", asset.id, item_job, None, copy)
+            return _rejected(item, "stale lease: the copy is no longer this node's", copy)
+        async with database.session() as session:
+            row = await session.get(RescueCopy, copy.id)
+            assert row is not None
+            row.state, row.node_id, row.rescued_at = "rescued", node_id, utcnow()
+            row.magnet_link = item.magnet_link.strip()
+            row.checksum = item.checksum.lower() if item.checksum else asset.checksum
+            row.bytes = item.bytes
+            row.message = item.message
+        return Settled(item.index, "recorded", asset.id, item_job, None, row)
+    # FAIL: the attempt failed; the copy goes back for the other nodes.
+    if item_job is None or job is None or job.lease_token != item.lease_token:
+        return _rejected(item, "stale lease: the copy is no longer this node's", copy)
+    decision = REASSIGN_AT_ONCE.decide(job.attempt, job.max_attempts, RuntimeError("failed"))
+    state = await service.fail(
+        database, item_job, item.lease_token, item.message or "the node failed it", decision
+    )
+    if state is None:
+        return _rejected(item, "stale lease: the copy is no longer this node's", copy)
+    async with database.session() as session:
+        await session.execute(
+            update(RescueCopy)
+            .where(RescueCopy.id == copy.id)
+            .values(state="failed" if state == "failed" else "waiting", message=item.message)
+        )
+    return Settled(item.index, "failure_recorded", asset.id, item_job, None, copy)
