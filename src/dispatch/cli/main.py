@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+node_app = typer.Typer(help="A data-rescue node (seed 004's volunteers).", no_args_is_help=True)
+app.add_typer(node_app, name="node")
 
 T = TypeVar("T")
 EnvFile = Annotated[Path, typer.Option("--env-file", help="The .env file to read and bootstrap")]
@@ -229,3 +231,42 @@ def keys_revoke(key_id: int, env_file: EnvFile = Path(".env")) -> None:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None
     typer.echo(f"revoked key {key_id}")
+
+
+@node_app.command("run")
+def node_run(
+    server: Annotated[
+        str, typer.Option(help="The Dispatch service, e.g. https://dispatch.example")
+    ],
+    token: Annotated[
+        str,
+        typer.Option(help="The node's token (dnode_…), or an API key that may register nodes"),
+    ],
+    directory: Annotated[Path, typer.Option("--dir", help="Where rescued files are kept")],
+    name: Annotated[str, typer.Option(help="The node's name")] = "rescue-node",
+    description: Annotated[str, typer.Option(help="Seed 004's node description")] = "",
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Downloads at once")] = 2,
+    reserve_mb: Annotated[int, typer.Option(min=0, help="Disk to keep free (MB)")] = 0,
+    min_backoff: Annotated[float, typer.Option(min=0.01, help="First wait when idle (s)")] = 30.0,
+    max_backoff: Annotated[float, typer.Option(min=0.01, help="Longest wait (s)")] = 3600.0,
+    once: Annotated[bool, typer.Option(help="Stop when the service has nothing left")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    """Rescue data: ask for copies that fit the free disk, download, verify, seed, report."""
+    from dispatch.fleet import agent
+
+    configure_logging(log_level.upper(), resolve_format("auto", "production"))
+    agent.run(
+        agent.Config(
+            server=server,
+            token=token,
+            directory=directory,
+            name=name,
+            description=description,
+            parallel=parallel,
+            reserve_mb=reserve_mb,
+            min_backoff=min_backoff,
+            max_backoff=max(min_backoff, max_backoff),
+            once=once,
+        )
+    )
