@@ -426,3 +426,23 @@ async def test_seed_clients_with_a_key_and_a_node_id_and_daily_caps(
         assert missing.status_code == 422
         for bad in ({"free_space_gb": -1, "node_id": "x"}, {"node_id": "x"}):
             assert (await http.post("/dispatch", json=bad, headers=ADMIN)).status_code == 422
+
+
+async def test_nodes_get_different_assets_before_anyone_gets_a_second_copy(
+    http: httpx.AsyncClient,
+) -> None:
+    ids = (await load(http, [asset(n, size_mb=1, priority=3) for n in range(4)]))["asset_ids"]
+    (_, first), (_, second) = await register(http, "a"), await register(http, "b")
+    got_a = [item["asset_id"] for item in await ask(http, first, free_gb=10, limit=2)]
+    got_b = [item["asset_id"] for item in await ask(http, second, free_gb=10, limit=2)]
+    assert sorted(got_a + got_b) == sorted(ids)  # four nodes' worth of distinct assets
+    assert [item["replica"] for item in await ask(http, first, free_gb=10, limit=1)] == [2]
+
+
+async def test_a_reimport_reorders_waiting_copies(http: httpx.AsyncClient) -> None:
+    ids = (await load(http, [asset(1, priority=5), asset(2, priority=6)]))["asset_ids"]
+    await load(http, [asset(2, priority=1)])  # now the most urgent
+    _, headers = await register(http, "a")
+    got = await ask(http, headers, free_gb=10, limit=1)
+    assert [item["asset_id"] for item in got] == [ids[1]]
+    assert got[0]["priority"] == 1

@@ -31,7 +31,8 @@ from dispatch.queue import service as queue
 from dispatch.queue.service import JobSpec
 
 COPY_KIND = "rescue.copy"
-MAX_PRIORITY = 32_000  # the queue's priority is a small integer
+MAX_PRIORITY = 1_000
+MAX_COPIES = 20
 # Seed 004's rule: http(s) URLs, ftp://, or magnet:?xt=urn:<namespace>:<1-40 alphanumerics>.
 MAGNET = re.compile(r"^magnet:\?xt=urn:[A-Za-z0-9]+:[A-Za-z0-9]{1,40}(&.*)?$")
 CHECKSUM = re.compile(r"^(sha256|sha1|md5):[0-9a-fA-F]+$")
@@ -68,7 +69,7 @@ class AssetIn(BaseModel):
     size_mb: float | None = Field(default=None, ge=0)
     priority: int = Field(default=100, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     checksum: str | None = Field(default=None, max_length=200)
-    replication_target: int | None = Field(default=None, ge=1, le=20)
+    replication_target: int | None = Field(default=None, ge=1, le=MAX_COPIES)
 
     @field_validator("ds_id", "res_id", mode="before")
     @classmethod
@@ -155,12 +156,18 @@ def needed_mb(size_mb: float | None, settings: Settings) -> int:
     return math.ceil(size_mb if size_mb is not None else settings.rescue_unknown_size_mb)
 
 
+def queue_priority(priority: int, replica: int) -> int:
+    """A copy's place in the queue: its asset's priority, then its replica number, so every
+    asset of one priority gets a first copy (each on some node) before any gets a second."""
+    return priority * MAX_COPIES + replica - 1
+
+
 def copy_spec(asset: RescueAsset, replica: int, settings: Settings) -> JobSpec:
     return JobSpec(
         kind=COPY_KIND,
         args={"asset_id": asset.id, "replica": replica},
         queue=settings.rescue_queue,
-        priority=asset.priority,
+        priority=queue_priority(asset.priority, replica),
         max_attempts=100,  # each node that fails it is excluded; others go on trying
         dedupe_key=f"{COPY_KIND}:{asset.id}:{replica}",
         required_capacity=needed_mb(asset.size_mb, settings),
@@ -197,6 +204,7 @@ async def upsert(
     now = utcnow()
     created = updated = unchanged = 0
     touched: list[RescueAsset] = []
+    resized: set[int] = set()  # assets whose waiting copies need a new size or priority
     for key, item in incoming.items():
         target = item.replication_target or settings.rescue_replication_target
         row = existing.get(key)
@@ -224,15 +232,22 @@ async def upsert(
                     setattr(row, name, value)
                 row.updated_at = now
                 updated += 1
+                if {"size_mb", "priority"} & changed.keys():
+                    resized.add(row.id)
             else:
                 unchanged += 1
         touched.append(row)
     await session.flush()
-    added = await top_up(session, touched, settings)
+    added = await top_up(session, touched, settings, resized)
     return Imported(created, updated, unchanged, added, [row.id for row in touched])
 
 
-async def top_up(session: AsyncSession, assets: Sequence[RescueAsset], settings: Settings) -> int:
+async def top_up(
+    session: AsyncSession,
+    assets: Sequence[RescueAsset],
+    settings: Settings,
+    resized: set[int] | frozenset[int] = frozenset(),
+) -> int:
     """Give each asset its copy slots (one queue job each) and keep waiting jobs in step
     with the asset's size and priority; how many slots were added."""
     if not assets:
@@ -256,14 +271,21 @@ async def top_up(session: AsyncSession, assets: Sequence[RescueAsset], settings:
         )
         for (asset, replica), job in zip(new_copies, enqueued, strict=True):
             session.add(RescueCopy(asset_id=asset.id, replica=replica, job_id=job.job_id))
-    for asset in assets:  # waiting copies follow a changed size or priority
+    # Waiting copies follow a changed size or priority.
+    waiting = await session.execute(
+        select(Job.id, RescueCopy.asset_id, RescueCopy.replica)
+        .join(RescueCopy, RescueCopy.job_id == Job.id)
+        .where(RescueCopy.asset_id.in_(resized), Job.state.in_(("available", "scheduled")))
+    )
+    for job_id, asset_id, replica in waiting.all():
+        asset = by_id[asset_id]
         await session.execute(
             update(Job)
-            .where(
-                Job.spread_key == f"asset:{asset.id}",
-                Job.state.in_(("available", "scheduled")),
+            .where(Job.id == job_id, Job.state.in_(("available", "scheduled")))
+            .values(
+                required_capacity=needed_mb(asset.size_mb, settings),
+                priority=queue_priority(asset.priority, replica),
             )
-            .values(required_capacity=needed_mb(asset.size_mb, settings), priority=asset.priority)
         )
     await session.flush()
     return len(new_copies)

@@ -177,8 +177,9 @@ def pick(
 
 
 def spread_allows(owner: str) -> Any:
-    """No other job of the candidate's spread key is held (running) or was completed by
-    ``owner``: each copy of an asset lands on a different node."""
+    """``owner`` holds, made or failed no other job of the candidate's spread key (one it
+    handed back unfinished does not count): each copy of an asset lands on a different
+    node, and a node that could not make one copy is not given another."""
     sibling = aliased(Job)
     return or_(
         Job.spread_key.is_(None),
@@ -188,7 +189,7 @@ def spread_allows(owner: str) -> Any:
             sibling.id != Job.id,
             JobAttempt.job_id == sibling.id,
             JobAttempt.worker == owner,
-            JobAttempt.outcome.in_(("running", "succeeded")),
+            JobAttempt.outcome != "released",
         )
         .correlate(Job),
     )
