@@ -14,7 +14,6 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import httpx
 import orjson
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -553,6 +552,8 @@ async def import_priorizer(session: SessionDep, runtime: RuntimeDep, _: WriteKey
     settings = runtime.settings
     if settings.priorizer_url is None:
         raise ValidationFailed("PRIORIZER_URL is not set", code="priorizer_unconfigured")
+    import httpx  # noqa: PLC0415 - only this route calls out; most processes never load it
+
     url = str(settings.priorizer_url).rstrip("/") + "/ranking"
     source, error = "priorizer", None
     try:
