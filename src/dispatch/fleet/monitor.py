@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
@@ -17,9 +18,39 @@ from dispatch.queue import nodes
 HOUR = timedelta(hours=1)
 
 
-def _bytes(copy_bytes: object, size_mb: object) -> object:
-    """A copy's bytes: as reported, else the asset's size."""
-    return func.coalesce(copy_bytes, func.coalesce(size_mb, 0) * 1_048_576)
+def copy_bytes() -> ColumnElement[Any]:
+    """A rescued copy's bytes: as its node reported, else its asset's size."""
+    return func.coalesce(RescueCopy.bytes, func.coalesce(RescueAsset.size_mb, 0) * 1_048_576)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    """One copy as the API and the UI show it."""
+
+    copy: RescueCopy
+    state: str  # rescued | failed | assigned | waiting
+    node_id: str | None
+    job_state: str | None
+
+
+async def asset_copies(session: AsyncSession, asset_id: int) -> list[CopyState]:
+    """Each copy of an asset: one neither rescued nor failed is assigned while its job runs
+    (to the job's lease holder), else waiting."""
+    found = await session.execute(
+        select(RescueCopy, Job.state, Job.lease_owner)
+        .outerjoin(Job, Job.id == RescueCopy.job_id)
+        .where(RescueCopy.asset_id == asset_id)
+        .order_by(RescueCopy.replica)
+    )
+    copies = []
+    for copy, job_state, owner in found:
+        state, holder = copy.state, copy.node_id
+        if state not in ("rescued", "failed"):
+            running = job_state == "running"
+            state = "assigned" if running else "waiting"
+            holder = owner.removeprefix("node:") if running and owner else None
+        copies.append(CopyState(copy, state, holder, job_state))
+    return copies
 
 
 @dataclass
@@ -119,7 +150,7 @@ async def overview(session: AsyncSession, settings: Settings) -> Overview:
         or 0
     )
     sizes = (
-        select(func.coalesce(func.sum(_bytes(RescueCopy.bytes, RescueAsset.size_mb)), 0))
+        select(func.coalesce(func.sum(copy_bytes()), 0))
         .join(RescueAsset, RescueAsset.id == RescueCopy.asset_id)
         .where(RescueCopy.state == "rescued")
     )
@@ -157,7 +188,7 @@ class NodeRow:
 async def node_rows(session: AsyncSession, settings: Settings, now: datetime) -> list[NodeRow]:
     """Every node with what it holds, what it rescued and how fast (bytes per hour and day)."""
     listed = await nodes.list_nodes(session)
-    size = _bytes(RescueCopy.bytes, RescueAsset.size_mb)
+    size = copy_bytes()
     stats = {
         node_id: (int(count), int(total), int(hour), int(day))
         for node_id, count, total, hour, day in await session.execute(

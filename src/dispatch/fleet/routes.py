@@ -33,7 +33,7 @@ from dispatch.errors import (
 from dispatch.fleet import assets as asset_store
 from dispatch.fleet import monitor
 from dispatch.fleet.service import Assigned, Reported, Settled, assign, settle
-from dispatch.models import Job, Node, RescueAsset, RescueCopy, RescueRanking
+from dispatch.models import Job, Node, RescueAsset, RescueRanking
 from dispatch.queue import nodes
 from dispatch.queue.node_routes import heartbeat_seconds
 from dispatch.runtime import Runtime
@@ -552,7 +552,7 @@ async def import_priorizer(session: SessionDep, runtime: RuntimeDep, _: WriteKey
     settings = runtime.settings
     if settings.priorizer_url is None:
         raise ValidationFailed("PRIORIZER_URL is not set", code="priorizer_unconfigured")
-    import httpx  # noqa: PLC0415 - only this route calls out; most processes never load it
+    import httpx
 
     url = str(settings.priorizer_url).rstrip("/") + "/ranking"
     source, error = "priorizer", None
@@ -655,6 +655,23 @@ class CopyOut(BaseModel):
     assignments: int
 
 
+def copy_out(found: monitor.CopyState) -> CopyOut:
+    copy = found.copy
+    return CopyOut(
+        replica=copy.replica,
+        state=found.state,
+        node_id=found.node_id,
+        job_id=copy.job_id,
+        job_state=found.job_state,
+        assigned_at=copy.assigned_at,
+        rescued_at=copy.rescued_at,
+        magnet_link=copy.magnet_link,
+        checksum=copy.checksum,
+        bytes=copy.bytes,
+        assignments=copy.assignments,
+    )
+
+
 class AssetDetail(AssetProgress):
     copies: list[CopyOut]
 
@@ -664,36 +681,7 @@ async def get_asset(asset_id: int, session: SessionDep, _: ReadKey) -> AssetDeta
     asset = await session.get(RescueAsset, asset_id)
     if asset is None:
         raise NotFound(f"Asset {asset_id} does not exist")
-    rows = (
-        await session.execute(
-            select(RescueCopy, Job.state, Job.lease_owner)
-            .outerjoin(Job, Job.id == RescueCopy.job_id)
-            .where(RescueCopy.asset_id == asset_id)
-            .order_by(RescueCopy.replica)
-        )
-    ).all()
-    copies = []
-    for copy, job_state, owner in rows:
-        holder = copy.node_id
-        state = copy.state
-        if state not in ("rescued", "failed"):
-            state = "assigned" if job_state == "running" else "waiting"
-            holder = owner.removeprefix("node:") if job_state == "running" and owner else None
-        copies.append(
-            CopyOut(
-                replica=copy.replica,
-                state=state,
-                node_id=holder,
-                job_id=copy.job_id,
-                job_state=job_state,
-                assigned_at=copy.assigned_at,
-                rescued_at=copy.rescued_at,
-                magnet_link=copy.magnet_link,
-                checksum=copy.checksum,
-                bytes=copy.bytes,
-                assignments=copy.assignments,
-            )
-        )
+    copies = [copy_out(found) for found in await monitor.asset_copies(session, asset_id)]
     done = sum(1 for copy in copies if copy.state == "rescued")
     busy = sum(1 for copy in copies if copy.state == "assigned")
     holders = sorted({copy.node_id for copy in copies if copy.node_id and copy.state != "waiting"})

@@ -24,6 +24,7 @@ from dispatch.security.ratelimit import client_ip
 from dispatch.security.scopes import Scope
 from dispatch.web import (
     catalog_pages,
+    fleet_pages,
     gateway_pages,
     gateway_task_pages,
     queue_pages,
@@ -294,6 +295,7 @@ def install(app: FastAPI) -> None:
     app.include_router(gateway_pages.router)
     app.include_router(gateway_task_pages.router)
     app.include_router(catalog_pages.router)
+    app.include_router(fleet_pages.router)
     app.include_router(watch_pages.router)
     app.include_router(watch_discogs.router)
     app.state.html_error_renderer = _render_error
