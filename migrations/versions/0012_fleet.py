@@ -6,7 +6,7 @@ Create Date: 2026-12-07
 
 Seed 004's data rescue on the queue's remote nodes: each copy of an asset is a job, and
 jobs sharing a spread key (an asset's copies) go to different nodes. Nodes get seed 004's
-description.
+description; attempts an index by worker and start (a rescue node's daily cap).
 """
 
 from collections.abc import Sequence
@@ -87,6 +87,11 @@ def upgrade() -> None:
         batch_op.create_index("ix_rescue_copies_node", ["node_id", "state"], unique=False)
         batch_op.create_index("ix_rescue_copies_rescued", ["rescued_at"], unique=False)
 
+    with op.batch_alter_table("job_attempts", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_job_attempts_worker_started", ["worker", "started_at"], unique=False
+        )
+
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("spread_key", sa.String(length=200), nullable=True))
         batch_op.create_index(
@@ -112,6 +117,9 @@ def downgrade() -> None:
             sqlite_where=sa.text("spread_key IS NOT NULL"),
         )
         batch_op.drop_column("spread_key")
+
+    with op.batch_alter_table("job_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_attempts_worker_started")
 
     with op.batch_alter_table("rescue_copies", schema=None) as batch_op:
         batch_op.drop_index("ix_rescue_copies_rescued")

@@ -311,20 +311,19 @@ async def _dispatch(
     named = _node_id(body.node_id)
     node_id = await _acting_node(request, response, runtime, node_token, key, named, body)
     settings = runtime.settings
-    async with runtime.database.session() as session:
-        node = await session.get(Node, node_id)
-        if node is None:
-            raise NotFound(f"Node {node_id} does not exist")
-        if body.name:
-            node.name = body.name[:200]
-        if body.description:
-            node.description = body.description
-        limit = body.limit or node.max_in_flight
     state = await runtime.limiter.hit("node_claim", f"node:{node_id}")
     if state is not None:
         response.headers.update(state.headers())
     free_mb = math.floor(body.free_space_gb * 1024)
-    handed = await assign(runtime.database, settings, node_id, free_mb, limit)
+    handed = await assign(
+        runtime.database,
+        settings,
+        node_id,
+        free_mb,
+        body.limit or 1000,  # the node's max_in_flight caps it
+        name=body.name[:200] or None,
+        description=body.description or None,
+    )
     if not handed:
         return None
     out = [_asset_out(item) for item in handed]

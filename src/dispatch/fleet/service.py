@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
 from dispatch.db.base import utcnow
@@ -43,43 +44,56 @@ class Assigned:
     lease_expires_at: datetime
 
 
-async def assigned_today(database: Database, node_id: str, now: datetime) -> int:
-    async with database.session(write=False) as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(JobAttempt)
-            .join(Job, Job.id == JobAttempt.job_id)
-            .where(
-                JobAttempt.worker == lease_owner(node_id),
-                JobAttempt.started_at > now - DAY,
-                Job.kind == COPY_KIND,
-            )
+async def assigned_today(session: AsyncSession, node_id: str, now: datetime) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(JobAttempt)
+        .join(Job, Job.id == JobAttempt.job_id)
+        .where(
+            JobAttempt.worker == lease_owner(node_id),
+            JobAttempt.started_at > now - DAY,
+            Job.kind == COPY_KIND,
         )
+    )
     return int(count or 0)
 
 
 async def assign(
-    database: Database, settings: Settings, node_id: str, free_mb: int, limit: int
+    database: Database,
+    settings: Settings,
+    node_id: str,
+    free_mb: int,
+    limit: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
 ) -> list[Assigned]:
-    """Lease copies that fit ``free_mb`` to the node (empty when nothing fits or is due)."""
+    """Lease copies that fit ``free_mb`` to the node (empty when nothing fits or is due),
+    all in one transaction: the node's lock, its daily count, the claim and the copies."""
     now = utcnow()
-    if settings.rescue_node_daily_assets:
-        left = settings.rescue_node_daily_assets - await assigned_today(database, node_id, now)
-        limit = min(limit, left)
-    if limit <= 0:
-        return []
-    claimed = await nodes.claim(
-        database,
-        node_id,
-        limit=limit,
-        lease_seconds=settings.node_lease_seconds,
-        free=free_mb,
-        queues=[settings.rescue_queue],
-    )
-    if not claimed:
-        return []
-    leases = {job.id: job for job in claimed}
     async with database.session() as session:
+        node = await nodes.get_node(session, node_id, lock=True)
+        if name and node.name != name:
+            node.name = name
+        if description and node.description != description:
+            node.description = description
+        if settings.rescue_node_daily_assets:
+            left = settings.rescue_node_daily_assets - await assigned_today(session, node_id, now)
+            limit = min(limit, left)
+        if limit <= 0:
+            return []
+        claimed = await nodes.claim_in(
+            session,
+            node,
+            postgresql=database.kind == "postgresql",
+            limit=limit,
+            lease_seconds=settings.node_lease_seconds,
+            free=free_mb,
+            queues=[settings.rescue_queue],
+        )
+        if not claimed:
+            return []
+        leases = {job.id: job for job in claimed}
         await session.execute(
             update(RescueCopy)
             .where(RescueCopy.job_id.in_(leases))
@@ -89,6 +103,7 @@ async def assign(
                 assigned_at=now,
                 assignments=RescueCopy.assignments + 1,
             )
+            .execution_options(synchronize_session=False)
         )
         rows = (
             await session.execute(

@@ -90,6 +90,8 @@ class JobAttempt(Base):
     """One run of a job: who ran it, when, how it ended."""
 
     __tablename__ = "job_attempts"
+    # What one worker or node ran lately (a rescue node's daily cap).
+    __table_args__ = (Index("ix_job_attempts_worker_started", "worker", "started_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(

@@ -211,50 +211,75 @@ async def claim(
     what its leases already take (seed 004's ``free_space_gb``). ``queues`` narrows the
     node's queues for this claim.
     """
-    now = utcnow()
-    owner = lease_owner(node_id)
     async with database.session() as session:
         node = await get_node(session, node_id, lock=True)
-        if not node.enabled:
-            raise Forbidden(f"node {node_id} is disabled", code="node_disabled")
-        held = (await loads(session, [node_id]))[node_id]
-        if free is not None:
-            capacity = max(0, free) + held.capacity_used
-        _seen(node, now, capacity)
-        slots = min(limit, node.max_in_flight - held.in_flight)
-        budget = node.capacity - held.capacity_used
-        served = [queue for queue in node.queues if queues is None or queue in queues]
-        if slots <= 0 or budget < 0 or not served:
-            return []
-        failed_here = exists().where(
-            JobAttempt.job_id == Job.id,
-            JobAttempt.worker == owner,
-            JobAttempt.outcome.in_(FAILED_OUTCOMES),
+        return await claim_in(
+            session,
+            node,
+            postgresql=database.kind == "postgresql",
+            limit=limit,
+            lease_seconds=lease_seconds,
+            capacity=capacity,
+            free=free,
+            queues=queues,
         )
-        query = (
-            select(Job.id, Job.required_capacity, Job.required_labels, Job.spread_key)
-            .where(
-                Job.queue.in_(served),
-                Job.state == "available",
-                Job.run_at <= now,
-                Job.required_capacity <= budget,
-                ~failed_here,
-                service.concurrency_allows(),
-                spread_allows(owner),
-            )
-            .order_by(Job.priority, Job.run_at, Job.id)
-            .limit(SCAN_WINDOW)
+
+
+async def claim_in(
+    session: AsyncSession,
+    node: Node,
+    *,
+    postgresql: bool,
+    limit: int,
+    lease_seconds: float,
+    capacity: int | None = None,
+    free: int | None = None,
+    queues: Sequence[str] | None = None,
+) -> list[ClaimedJob]:
+    """``claim`` inside the caller's transaction, for a node it has locked (``get_node``
+    with ``lock=True``), so a domain can record what the node got in the same commit."""
+    if not node.enabled:
+        raise Forbidden(f"node {node.id} is disabled", code="node_disabled")
+    now = utcnow()
+    owner = lease_owner(node.id)
+    held = (await loads(session, [node.id]))[node.id]
+    if free is not None:
+        capacity = max(0, free) + held.capacity_used
+    _seen(node, now, capacity)
+    slots = min(limit, node.max_in_flight - held.in_flight)
+    budget = node.capacity - held.capacity_used
+    served = [queue for queue in node.queues if queues is None or queue in queues]
+    if slots <= 0 or budget < 0 or not served:
+        return []
+    failed_here = exists().where(
+        JobAttempt.job_id == Job.id,
+        JobAttempt.worker == owner,
+        JobAttempt.outcome.in_(FAILED_OUTCOMES),
+    )
+    query = (
+        select(Job.id, Job.required_capacity, Job.required_labels, Job.spread_key)
+        .where(
+            Job.queue.in_(served),
+            Job.state == "available",
+            Job.run_at <= now,
+            Job.required_capacity <= budget,
+            ~failed_here,
+            service.concurrency_allows(),
+            spread_allows(owner),
         )
-        if database.kind == "postgresql":
-            query = query.with_for_update(of=Job, skip_locked=True)
-        candidates = [
-            (row.id, row.required_capacity, row.required_labels, row.spread_key)
-            for row in await session.execute(query)
-        ]
-        chosen = pick(candidates, node.labels, budget, slots)
-        if not chosen:
-            return []
-        return await service.lease(session, chosen, owner, lease_seconds)
+        .order_by(Job.priority, Job.run_at, Job.id)
+        .limit(SCAN_WINDOW)
+    )
+    if postgresql:
+        query = query.with_for_update(of=Job, skip_locked=True)
+    candidates = [
+        (row.id, row.required_capacity, row.required_labels, row.spread_key)
+        for row in await session.execute(query)
+    ]
+    chosen = pick(candidates, node.labels, budget, slots)
+    if not chosen:
+        return []
+    return await service.lease(session, chosen, owner, lease_seconds)
 
 
 @dataclass(frozen=True, slots=True)
