@@ -10,7 +10,9 @@ a ``node_id``), registering it on first use.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -186,12 +188,28 @@ class ImportOut(BaseModel):
 # Who is calling ---------------------------------------------------------------------------
 
 
-async def _node_by_token(runtime: Runtime, token: str) -> Node:
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SIZE = 10_000
+_known_tokens: dict[str, tuple[str, float]] = {}  # token digest -> (node id, until)
+
+
+async def _node_by_token(runtime: Runtime, token: str) -> str:
+    """The node a token belongs to; remembered for a few seconds (a thousand nodes polling
+    would otherwise add a query to every request). A node deleted or disabled meanwhile is
+    still refused: the claim reads and locks its row."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    now = time.monotonic()
+    known = _known_tokens.get(digest)
+    if known is not None and known[1] > now:
+        return known[0]
     async with runtime.database.session(write=False) as session:
         node = await nodes.authenticate(session, token)
     if node is None:
         raise Unauthorized("Unknown node token")
-    return node
+    if len(_known_tokens) >= TOKEN_CACHE_SIZE:
+        _known_tokens.clear()
+    _known_tokens[digest] = (node.id, now + TOKEN_CACHE_SECONDS)
+    return node.id
 
 
 async def _acting_node(
@@ -206,13 +224,13 @@ async def _acting_node(
     """The node making the call: its token's, or (a ``write`` key) the one it names."""
     token = (node_token or "").strip() or key
     if token and token.startswith(nodes.TOKEN_PREFIX):
-        node = await _node_by_token(runtime, token)
-        state = await runtime.limiter.hit("nodes", f"node:{node.id}")
+        node_id = await _node_by_token(runtime, token)
+        state = await runtime.limiter.hit("nodes", f"node:{node_id}")
         if state is not None:
             response.headers.update(state.headers())
-        if named is not None and named != node.id:
-            raise Forbidden("This token belongs to another node", details={"node_id": node.id})
-        return node.id
+        if named is not None and named != node_id:
+            raise Forbidden("This token belongs to another node", details={"node_id": node_id})
+        return node_id
     await _write_key(request, response, runtime, key)
     if not named:
         raise ValidationFailed("node_id is required when an API key acts for a node")
