@@ -36,7 +36,11 @@ from dispatch.security.api_keys import generate_token, hash_key
 TOKEN_PREFIX = "dnode_"  # noqa: S105 - a prefix that makes node tokens recognisable, not a secret
 # Attempts that count as "this node failed the job": it is not offered to that node again.
 FAILED_OUTCOMES = ("failed", "retried", "lease_expired")
-SCAN_WINDOW = 200  # candidates read per claim before fitting them to the node
+# Candidates read (and, on PostgreSQL, locked) per claim before fitting them to the node:
+# a few per free slot, as the query already drops what cannot fit or is not the node's.
+SCAN_PER_SLOT = 4
+SCAN_MIN = 16
+SCAN_WINDOW = 200
 
 
 def new_node_id() -> str:
@@ -268,7 +272,7 @@ async def claim_in(
             spread_allows(owner),
         )
         .order_by(Job.priority, Job.run_at, Job.id)
-        .limit(SCAN_WINDOW)
+        .limit(min(SCAN_WINDOW, max(SCAN_MIN, slots * SCAN_PER_SLOT)))
     )
     if postgresql:
         query = query.with_for_update(of=Job, skip_locked=True)
