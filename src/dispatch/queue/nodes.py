@@ -180,18 +180,20 @@ def pick(
     return chosen
 
 
+_SIBLING = aliased(Job, name="sibling")
+
+
 def spread_allows(owner: str) -> Any:
     """``owner`` holds, made or failed no other job of the candidate's spread key (one it
     handed back unfinished does not count): each copy of an asset lands on a different
     node, and a node that could not make one copy is not given another."""
-    sibling = aliased(Job)
     return or_(
         Job.spread_key.is_(None),
         ~exists()
         .where(
-            sibling.spread_key == Job.spread_key,
-            sibling.id != Job.id,
-            JobAttempt.job_id == sibling.id,
+            _SIBLING.spread_key == Job.spread_key,
+            _SIBLING.id != Job.id,
+            JobAttempt.job_id == _SIBLING.id,
             JobAttempt.worker == owner,
             JobAttempt.outcome != "released",
         )
