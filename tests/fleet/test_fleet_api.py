@@ -446,3 +446,13 @@ async def test_a_reimport_reorders_waiting_copies(http: httpx.AsyncClient) -> No
     got = await ask(http, headers, free_gb=10, limit=1)
     assert [item["asset_id"] for item in got] == [ids[1]]
     assert got[0]["priority"] == 1
+
+
+async def test_ten_thousand_assets_import_in_one_request(db_settings: dict[str, Any]) -> None:
+    settings = make_settings(**db_settings, max_request_body_bytes=8 * 1_048_576)
+    async with running_app(settings) as http:
+        items = [asset(n) for n in range(10_000)]
+        first = await load(http, items)
+        assert (first["created"], first["copies_added"]) == (10_000, 20_000)
+        again = await load(http, items[:5_000] + [asset(10_000)])
+        assert (again["created"], again["unchanged"], again["copies_added"]) == (1, 5_000, 2)

@@ -33,6 +33,7 @@ from dispatch.queue.service import JobSpec
 COPY_KIND = "rescue.copy"
 MAX_PRIORITY = 1_000
 MAX_COPIES = 20
+LOOKUP_CHUNK = 500
 # Seed 004's rule: http(s) URLs, ftp://, or magnet:?xt=urn:<namespace>:<1-40 alphanumerics>.
 MAGNET = re.compile(r"^magnet:\?xt=urn:[A-Za-z0-9]+:[A-Za-z0-9]{1,40}(&.*)?$")
 CHECKSUM = re.compile(r"^(sha256|sha1|md5):[0-9a-fA-F]+$")
@@ -168,8 +169,10 @@ def copy_spec(asset: RescueAsset, replica: int, settings: Settings) -> JobSpec:
         args={"asset_id": asset.id, "replica": replica},
         queue=settings.rescue_queue,
         priority=queue_priority(asset.priority, replica),
-        max_attempts=100,  # each node that fails it is excluded; others go on trying
-        dedupe_key=f"{COPY_KIND}:{asset.id}:{replica}",
+        # Each node that fails it is excluded; others go on trying. No dedupe key: the copy
+        # row's unique (asset, replica) already keeps one job per slot, and plain jobs are
+        # inserted in bulk.
+        max_attempts=100,
         required_capacity=needed_mb(asset.size_mb, settings),
         spread_key=f"asset:{asset.id}",
     )
@@ -195,12 +198,13 @@ async def upsert(
     if not incoming:
         return Imported(0, 0, 0, 0, [])
     keys = list(incoming)
-    existing = {
-        (row.ds_id, row.res_id): row
-        for row in await session.scalars(
-            select(RescueAsset).where(tuple_(RescueAsset.ds_id, RescueAsset.res_id).in_(keys))
-        )
-    }
+    existing: dict[tuple[str, str], RescueAsset] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):  # a long IN list overflows PostgreSQL
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        for found in await session.scalars(
+            select(RescueAsset).where(tuple_(RescueAsset.ds_id, RescueAsset.res_id).in_(chunk))
+        ):
+            existing[(found.ds_id, found.res_id)] = found
     now = utcnow()
     created = updated = unchanged = 0
     touched: list[RescueAsset] = []
@@ -254,10 +258,14 @@ async def top_up(
         return 0
     by_id = {asset.id: asset for asset in assets}
     have: dict[int, set[int]] = {asset.id: set() for asset in assets}
-    for asset_id, replica in await session.execute(
-        select(RescueCopy.asset_id, RescueCopy.replica).where(RescueCopy.asset_id.in_(by_id))
-    ):
-        have[asset_id].add(replica)
+    ids = list(by_id)
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        for asset_id, replica in await session.execute(
+            select(RescueCopy.asset_id, RescueCopy.replica).where(
+                RescueCopy.asset_id.in_(ids[start : start + LOOKUP_CHUNK])
+            )
+        ):
+            have[asset_id].add(replica)
     new_copies: list[tuple[RescueAsset, int]] = [
         (asset, replica)
         for asset in assets
