@@ -454,5 +454,5 @@ async def test_ten_thousand_assets_import_in_one_request(db_settings: dict[str, 
         items = [asset(n) for n in range(10_000)]
         first = await load(http, items)
         assert (first["created"], first["copies_added"]) == (10_000, 20_000)
-        again = await load(http, items[:5_000] + [asset(10_000)])
+        again = await load(http, [*items[:5_000], asset(10_000)])
         assert (again["created"], again["unchanged"], again["copies_added"]) == (1, 5_000, 2)
