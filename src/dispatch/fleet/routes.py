@@ -488,21 +488,21 @@ async def assets_downloaded(
     return await _report(body, request, response, runtime, node_token, key)
 
 
-@seed_router.post(
-    "/assets-downloaded", summary="Seed 004's /assets-downloaded for existing clients"
+seed_router.add_api_route(
+    "/assets-downloaded",
+    assets_downloaded,
+    methods=["POST"],
+    summary="Seed 004's /assets-downloaded for existing clients",
 )
-async def seed_assets_downloaded(
-    body: RescuesRequest,
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    node_token: Annotated[str | None, Depends(_node_token)],
-    key: Annotated[str | None, Depends(presented_key)],
-) -> RescuesResponse:
-    return await _report(body, request, response, runtime, node_token, key)
 
 
 # Assets ------------------------------------------------------------------------------------
+
+
+def _import_out(
+    done: asset_store.Imported, source: str, refused: list[dict[str, Any]] | None = None
+) -> ImportOut:
+    return ImportOut(**dataclasses.asdict(done), source=source, refused=refused or [])
 
 
 def _refuse(refused: list[dict[str, Any]]) -> ValidationFailed:
@@ -518,14 +518,7 @@ async def _import(
     if parsed.refused:
         raise _refuse(parsed.refused)
     done = await asset_store.upsert(session, parsed.assets, runtime.settings, source)
-    return ImportOut(
-        created=done.created,
-        updated=done.updated,
-        unchanged=done.unchanged,
-        copies_added=done.copies_added,
-        asset_ids=done.asset_ids,
-        source=source,
-    )
+    return _import_out(done, source)
 
 
 @router.post("/assets", status_code=status.HTTP_201_CREATED, summary="Import assets (JSON)")
@@ -599,15 +592,7 @@ async def import_priorizer(session: SessionDep, runtime: RuntimeDep, _: WriteKey
     done = await asset_store.upsert(session, parsed.assets, runtime.settings, "priorizer")
     if error:
         log.warning("fleet.priorizer_down", error=error, using="cache")
-    return ImportOut(
-        created=done.created,
-        updated=done.updated,
-        unchanged=done.unchanged,
-        copies_added=done.copies_added,
-        asset_ids=done.asset_ids,
-        source=source,
-        refused=parsed.refused,
-    )
+    return _import_out(done, source, parsed.refused)
 
 
 class AssetProgress(BaseModel):
