@@ -153,3 +153,38 @@ def test_the_server_process_loads_no_alembic_httpx_or_redis() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+async def test_0013_gives_existing_attempts_their_jobs_spread_key(tmp_path: Path) -> None:
+    database = Database(make_settings(database_url=f"sqlite:///{tmp_path}/old.db"))
+    try:
+        await migrations.upgrade(database, "0012")
+        now = "2026-12-01 00:00:00.000000"
+        async with database.write_engine.begin() as connection:
+            for job_id, key in ((1, "asset:7"), (2, None)):
+                await connection.execute(
+                    text(
+                        "INSERT INTO jobs (id, kind, queue, args, state, priority, attempt,"
+                        " max_attempts, run_at, created_at, cancel_requested, required_capacity,"
+                        " required_labels, spread_key) VALUES (:id, 'rescue.copy', 'rescue',"
+                        " '{}', 'running', 0, 1, 5, :now, :now, 0, 0, '[]', :key)"
+                    ),
+                    {"id": job_id, "now": now, "key": key},
+                )
+                await connection.execute(
+                    text(
+                        "INSERT INTO job_attempts (job_id, attempt, worker, lease_token, outcome,"
+                        " started_at) VALUES (:id, 1, 'node:n1', 'token', 'running', :now)"
+                    ),
+                    {"id": job_id, "now": now},
+                )
+        await migrations.upgrade(database)
+        async with database.write_engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    text("SELECT job_id, spread_key FROM job_attempts ORDER BY job_id")
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [(1, "asset:7"), (2, None)]
+    finally:
+        await database.dispose()

@@ -90,8 +90,14 @@ class JobAttempt(Base):
     """One run of a job: who ran it, when, how it ended."""
 
     __tablename__ = "job_attempts"
-    # What one worker or node ran lately (a rescue node's daily cap).
-    __table_args__ = (Index("ix_job_attempts_worker_started", "worker", "started_at"),)
+    # What one worker or node ran lately (a rescue node's daily cap), and which spread keys
+    # it ran (one job of a key per node: a single probe per candidate of a claim).
+    __table_args__ = (
+        Index("ix_job_attempts_worker_started", "worker", "started_at"),
+        Index(
+            "ix_job_attempts_spread", "worker", "spread_key", **partial("spread_key IS NOT NULL")
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(
@@ -105,3 +111,4 @@ class JobAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     duration_ms: Mapped[int | None] = mapped_column(default=None)
+    spread_key: Mapped[str | None] = mapped_column(String(200), default=None)  # the job's

@@ -20,11 +20,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter
 
-from dispatch.db.base import utcnow
+from dispatch.db.base import UTCDateTime, utcnow
 from dispatch.db.engine import Database
 from dispatch.errors import Forbidden, NotFound
 from dispatch.models import Job, JobAttempt, Node
@@ -180,25 +193,68 @@ def pick(
     return chosen
 
 
-_SIBLING = aliased(Job, name="sibling")
-
-
-def spread_allows(owner: str) -> Any:
+def spread_allows(owner: str | BindParameter[str]) -> Any:
     """``owner`` holds, made or failed no other job of the candidate's spread key (one it
     handed back unfinished does not count): each copy of an asset lands on a different
-    node, and a node that could not make one copy is not given another."""
+    node, and a node that could not make one copy is not given another. Attempts carry
+    their job's spread key, so this is one index probe (worker, spread key) per candidate."""
     return or_(
         Job.spread_key.is_(None),
         ~exists()
         .where(
-            _SIBLING.spread_key == Job.spread_key,
-            _SIBLING.id != Job.id,
-            JobAttempt.job_id == _SIBLING.id,
             JobAttempt.worker == owner,
+            JobAttempt.spread_key == Job.spread_key,
+            JobAttempt.job_id != Job.id,
             JobAttempt.outcome != "released",
         )
         .correlate(Job),
     )
+
+
+def scan_window(slots: int) -> int:
+    """How many candidates a claim of ``slots`` jobs reads (and, on PostgreSQL, locks)."""
+    return min(SCAN_WINDOW, max(SCAN_MIN, slots * SCAN_PER_SLOT))
+
+
+def candidates(
+    *, postgresql: bool, kind: str | None = None
+) -> Select[int, int, list[str], str | None]:
+    """The due jobs a node may take, in queue order, built once with bind parameters:
+    ``p_queues`` (a list), ``p_now``, ``p_budget`` (the capacity left), ``p_owner`` (the
+    node's lease owner) and ``p_window`` (how many to read). On PostgreSQL the rows are
+    locked, skipping those another claim holds. With ``kind``, only jobs of that kind of
+    the one queue ``p_queue`` (so the statement can be prepared: ``dispatch.db.prepared``)."""
+    owner = bindparam("p_owner", type_=String)
+    in_queues: ColumnElement[bool]
+    if kind is None:
+        in_queues = Job.queue.in_(bindparam("p_queues", expanding=True))
+    else:
+        in_queues = and_(Job.queue == bindparam("p_queue", type_=String), Job.kind == kind)
+    failed_here = exists().where(
+        JobAttempt.job_id == Job.id,
+        JobAttempt.worker == owner,
+        or_(*(JobAttempt.outcome == outcome for outcome in FAILED_OUTCOMES)),
+    )
+    query = (
+        select(Job.id, Job.required_capacity, Job.required_labels, Job.spread_key)
+        .where(
+            in_queues,
+            Job.state == "available",
+            Job.run_at <= bindparam("p_now", type_=UTCDateTime()),
+            Job.required_capacity <= bindparam("p_budget", type_=BigInteger),
+            ~failed_here,
+            service.concurrency_allows(),
+            spread_allows(owner),
+        )
+        .order_by(Job.priority, Job.run_at, Job.id)
+        .limit(bindparam("p_window", type_=Integer))
+    )
+    if postgresql:
+        query = query.with_for_update(of=Job, skip_locked=True)
+    return query
+
+
+_CANDIDATES = {postgresql: candidates(postgresql=postgresql) for postgresql in (False, True)}
 
 
 async def claim(
@@ -257,30 +313,16 @@ async def claim_in(
     served = [queue for queue in node.queues if queues is None or queue in queues]
     if slots <= 0 or budget < 0 or not served:
         return []
-    failed_here = exists().where(
-        JobAttempt.job_id == Job.id,
-        JobAttempt.worker == owner,
-        JobAttempt.outcome.in_(FAILED_OUTCOMES),
-    )
-    query = (
-        select(Job.id, Job.required_capacity, Job.required_labels, Job.spread_key)
-        .where(
-            Job.queue.in_(served),
-            Job.state == "available",
-            Job.run_at <= now,
-            Job.required_capacity <= budget,
-            ~failed_here,
-            service.concurrency_allows(),
-            spread_allows(owner),
-        )
-        .order_by(Job.priority, Job.run_at, Job.id)
-        .limit(min(SCAN_WINDOW, max(SCAN_MIN, slots * SCAN_PER_SLOT)))
-    )
-    if postgresql:
-        query = query.with_for_update(of=Job, skip_locked=True)
+    params = {
+        "p_queues": served,
+        "p_now": now,
+        "p_budget": budget,
+        "p_owner": owner,
+        "p_window": scan_window(slots),
+    }
+    found = await session.execute(_CANDIDATES[postgresql], params)
     candidates = [
-        (row.id, row.required_capacity, row.required_labels, row.spread_key)
-        for row in await session.execute(query)
+        (row.id, row.required_capacity, row.required_labels, row.spread_key) for row in found
     ]
     chosen = pick(candidates, node.labels, budget, slots)
     if not chosen:
