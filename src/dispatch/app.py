@@ -234,6 +234,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(ops_router)
     app.include_router(ops_api_router, prefix=settings.api_v1_prefix)
+    # Routes are matched in order: the ones a thousand rescue nodes poll come early (no
+    # other route matches their paths, so the order changes nothing else).
+    app.include_router(fleet_router, prefix=settings.api_v1_prefix)
+    app.include_router(fleet_seed_router)
     app.include_router(keys_router, prefix=settings.api_v1_prefix)
     app.include_router(jobs_router, prefix=settings.api_v1_prefix)
     app.include_router(nodes_router, prefix=settings.api_v1_prefix)
@@ -245,8 +249,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watch_releases_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_outbound_router, prefix=settings.api_v1_prefix)
     app.include_router(watch_integrations_router, prefix=settings.api_v1_prefix)
-    app.include_router(fleet_router, prefix=settings.api_v1_prefix)
-    app.include_router(fleet_seed_router)
     if settings.environment in watch_dev.DEV_ENVIRONMENTS:
         app.include_router(watch_dev.router, prefix=settings.api_v1_prefix)
     web_docs.install(app)

@@ -456,3 +456,24 @@ async def test_ten_thousand_assets_import_in_one_request(db_settings: dict[str, 
         assert (first["created"], first["copies_added"]) == (10_000, 20_000)
         again = await load(http, [*items[:5_000], asset(10_000)])
         assert (again["created"], again["unchanged"], again["copies_added"]) == (1, 5_000, 2)
+
+
+async def test_one_node_polling_concurrently_never_gets_more_than_its_slots(
+    http: httpx.AsyncClient,
+) -> None:
+    """The node's row is locked before what it holds is read: twelve polls at once of one
+    node with three slots hand out three copies in all, each once."""
+    await load(http, [asset(n, size_mb=1) for n in range(20)])
+    response = await http.post(
+        f"{R}/nodes",
+        json={"name": "greedy", "free_space_gb": 100, "max_in_flight": 3},
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    headers = {"X-Node-Token": response.json()["token"]}
+    answers = await asyncio.gather(*(ask(http, headers, free_gb=100) for _ in range(12)))
+    handed = [item["job_id"] for answer in answers for item in answer]
+    assert len(handed) == len(set(handed)) == 3
+    assert await ask(http, headers, free_gb=100) == []
+    assets = [item["asset_id"] for answer in answers for item in answer]
+    assert len(set(assets)) == 3  # never two copies of one asset on one node

@@ -188,15 +188,16 @@ class ImportOut(BaseModel):
 # Who is calling ---------------------------------------------------------------------------
 
 
-TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SECONDS = 60.0
 TOKEN_CACHE_SIZE = 10_000
 _known_tokens: dict[str, tuple[str, float]] = {}  # token digest -> (node id, until)
 
 
 async def _node_by_token(runtime: Runtime, token: str) -> str:
-    """The node a token belongs to; remembered for a few seconds (a thousand nodes polling
-    would otherwise add a query to every request). A node deleted or disabled meanwhile is
-    still refused: the claim reads and locks its row."""
+    """The node a token belongs to; remembered for a minute (a thousand nodes polling would
+    otherwise add a query to most requests). A node's token is never reissued, and a node
+    deleted or disabled meanwhile is still refused: the dispatch locks its row, and a
+    report needs the node's live lease."""
     digest = hashlib.sha256(token.encode()).hexdigest()
     now = time.monotonic()
     known = _known_tokens.get(digest)
@@ -299,20 +300,19 @@ async def register_node(
 
 
 def _asset_out(item: Assigned) -> AssetOut:
-    asset = item.asset
     return AssetOut(
-        asset_id=asset.id,
-        ds_id=asset.ds_id,
-        res_id=asset.res_id,
-        name=asset.name,
-        path=asset.path,
-        url=asset.url,
-        size_mb=asset.size_mb,
-        priority=asset.priority,
-        checksum=asset.checksum,
-        copy_id=item.copy.id,
-        replica=item.copy.replica,
-        job_id=item.copy.job_id,
+        asset_id=item.asset_id,
+        ds_id=item.ds_id,
+        res_id=item.res_id,
+        name=item.name,
+        path=item.path,
+        url=item.url,
+        size_mb=item.size_mb,
+        priority=item.priority,
+        checksum=item.checksum,
+        copy_id=item.copy_id,
+        replica=item.replica,
+        job_id=item.job_id,
         lease_token=item.lease_token,
         lease_expires_at=item.lease_expires_at,
     )
@@ -350,7 +350,7 @@ async def _dispatch(
         asset=out,
         node_id=node_id,
         allocated_size_mb=float(
-            sum(asset_store.needed_mb(item.asset.size_mb, settings) for item in handed)
+            sum(asset_store.needed_mb(item.size_mb, settings) for item in handed)
         ),
         lease_seconds=settings.node_lease_seconds,
         heartbeat_seconds=heartbeat_seconds(runtime),

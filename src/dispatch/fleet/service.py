@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, Select, String, Text, any_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.config import Settings
-from dispatch.db.base import utcnow
+from dispatch.db.base import UTCDateTime, utcnow
 from dispatch.db.engine import Database
+from dispatch.db.prepared import Prepared
+from dispatch.errors import Forbidden, NotFound
 from dispatch.fleet.assets import COPY_KIND, MAGNET
-from dispatch.models import Job, JobAttempt, RescueAsset, RescueCopy
+from dispatch.models import Job, JobAttempt, Node, RescueAsset, RescueCopy
 from dispatch.models.node import lease_owner
 from dispatch.queue import nodes, service
 from dispatch.queue.policy import RetryPolicy
@@ -38,24 +40,63 @@ REASSIGN_AT_ONCE = RetryPolicy(max_attempts=100, base_seconds=0.0, cap_seconds=0
 
 @dataclass(frozen=True, slots=True)
 class Assigned:
-    asset: RescueAsset
-    copy: RescueCopy
+    """One copy handed to a node: the asset, the copy slot and its lease."""
+
+    asset_id: int
+    ds_id: str
+    res_id: str
+    name: str
+    path: str
+    url: str
+    size_mb: float | None
+    priority: int
+    checksum: str | None
+    copy_id: int
+    replica: int
+    job_id: int
     lease_token: str
     lease_expires_at: datetime
 
 
+_ASSET_FIELDS = ("ds_id", "res_id", "name", "path", "url", "size_mb", "priority", "checksum")
+
+
+def _assigned(
+    asset: Any, copy_id: int, replica: int, job_id: int, token: str, expires: datetime
+) -> Assigned:
+    """``asset`` is a ``RescueAsset`` or a row of its columns."""
+    return Assigned(
+        asset_id=asset.id,
+        ds_id=asset.ds_id,
+        res_id=asset.res_id,
+        name=asset.name,
+        path=asset.path,
+        url=asset.url,
+        size_mb=asset.size_mb,
+        priority=asset.priority,
+        checksum=asset.checksum,
+        copy_id=copy_id,
+        replica=replica,
+        job_id=job_id,
+        lease_token=token,
+        lease_expires_at=expires,
+    )
+
+
 async def assigned_today(session: AsyncSession, node_id: str, now: datetime) -> int:
-    count = await session.scalar(
+    count = await session.scalar(_today(lease_owner(node_id), now - DAY))
+    return int(count or 0)
+
+
+def _today(owner: Any, since: Any) -> Select[int]:
+    """How many jobs the lease owner started since ``since`` (the daily cap). A rescue node
+    serves the rescue queue only, so these are its copies; no join to the jobs, whose
+    statistics lag behind a large import and then mislead the planner."""
+    return (
         select(func.count())
         .select_from(JobAttempt)
-        .join(Job, Job.id == JobAttempt.job_id)
-        .where(
-            JobAttempt.worker == lease_owner(node_id),
-            JobAttempt.started_at > now - DAY,
-            Job.kind == COPY_KIND,
-        )
+        .where(JobAttempt.worker == owner, JobAttempt.started_at > since)
     )
-    return int(count or 0)
 
 
 async def assign(
@@ -70,6 +111,10 @@ async def assign(
 ) -> list[Assigned]:
     """Lease copies that fit ``free_mb`` to the node (empty when nothing fits or is due),
     all in one transaction: the node's lock, its daily count, the claim and the copies."""
+    if database.kind == "postgresql":
+        return await _assign_postgresql(
+            database, settings, node_id, free_mb, limit, name, description
+        )
     now = utcnow()
     async with database.session() as session:
         node = await nodes.get_node(session, node_id, lock=True)
@@ -85,7 +130,7 @@ async def assign(
         claimed = await nodes.claim_in(
             session,
             node,
-            postgresql=database.kind == "postgresql",
+            postgresql=False,
             limit=limit,
             lease_seconds=settings.node_lease_seconds,
             free=free_mb,
@@ -113,12 +158,165 @@ async def assign(
             )
         ).all()
     found = [
-        Assigned(asset, copy, leases[copy.job_id].lease_token, leases[copy.job_id].lease_expires_at)
+        _assigned(
+            asset,
+            copy.id,
+            copy.replica,
+            copy.job_id,
+            leases[copy.job_id].lease_token,
+            leases[copy.job_id].lease_expires_at,
+        )
         for copy, asset in rows
         if copy.job_id is not None
     ]
     order = {job.id: index for index, job in enumerate(claimed)}
-    return sorted(found, key=lambda item: order[item.copy.job_id or 0])
+    return sorted(found, key=lambda item: order[item.job_id])
+
+
+# PostgreSQL's dispatch: three statements compiled once (see dispatch.db.prepared), in one
+# transaction. The first locks and touches the node's row; the second reads what the node
+# holds and the candidates, so it sees every dispatch of that node committed before the lock
+# was granted; the third leases the chosen copies, records the attempts and the copies, and
+# returns the assets.
+_NODE = bindparam("p_node", type_=String)
+# Candidates read and locked per copy asked for. Copies need no labels and the statement
+# already drops what does not fit or is the node's; a sibling of a chosen copy is the only
+# reason pick() refuses one. Every row locked here is one that concurrent dispatches skip.
+COPY_SCAN_PER_SLOT = 2
+_OWNER = bindparam("p_owner", type_=String)
+_HELD_CAPACITY = (
+    select(func.coalesce(func.sum(Job.required_capacity), 0))
+    .where(Job.state == "running", Job.lease_owner == _OWNER)
+    .scalar_subquery()
+)
+_TOUCH = Prepared(
+    update(Node)
+    .where(Node.id == _NODE)
+    .values(
+        last_seen_at=bindparam("p_now", type_=UTCDateTime()),
+        status="active",
+        name=func.coalesce(bindparam("p_name", type_=String), Node.name),
+        description=func.coalesce(bindparam("p_description", type_=Text), Node.description),
+        # What it offers: its free space and what its leases take (for the overview only).
+        capacity=bindparam("p_free", type_=BigInteger) + _HELD_CAPACITY,
+    )
+    .returning(Node.enabled, Node.max_in_flight, Node.labels, Node.queues)
+)
+_IN_FLIGHT = (
+    select(func.count()).where(Job.state == "running", Job.lease_owner == _OWNER).scalar_subquery()
+)
+_COPY_CANDIDATES = Prepared(
+    nodes.candidates(postgresql=True, kind=COPY_KIND).add_columns(
+        _IN_FLIGHT.label("in_flight"),
+        _today(_OWNER, bindparam("p_since", type_=UTCDateTime())).scalar_subquery().label("today"),
+    )
+)
+_LEASED, _STARTED = service.lease_ctes(Job.id == any_(service.CHOSEN_IDS))
+_HANDED = (
+    update(RescueCopy)
+    .where(RescueCopy.job_id == _LEASED.c.id)
+    .values(
+        state="assigned",
+        node_id=_NODE,
+        assigned_at=bindparam("p_now", type_=UTCDateTime()),
+        assignments=RescueCopy.assignments + 1,
+    )
+    .returning(RescueCopy.id, RescueCopy.replica, RescueCopy.job_id, RescueCopy.asset_id)
+    .cte("handed")
+)
+_LEASE_COPIES = Prepared(
+    select(
+        RescueAsset.id,
+        *(getattr(RescueAsset, name) for name in _ASSET_FIELDS),
+        _HANDED.c.id.label("copy_id"),
+        _HANDED.c.replica,
+        _HANDED.c.job_id,
+        _LEASED.c.lease_token,
+    )
+    .select_from(_HANDED)
+    .join(_LEASED, _LEASED.c.id == _HANDED.c.job_id)
+    .join(RescueAsset, RescueAsset.id == _HANDED.c.asset_id)
+    .add_cte(_STARTED)
+)
+
+
+async def _assign_postgresql(
+    database: Database,
+    settings: Settings,
+    node_id: str,
+    free_mb: int,
+    limit: int,
+    name: str | None,
+    description: str | None,
+) -> list[Assigned]:
+    now = utcnow()
+    owner = lease_owner(node_id)
+    free = max(0, free_mb)
+    async with database.engine.begin() as connection:
+        touched = await _TOUCH.run(
+            connection,
+            p_node=node_id,
+            p_owner=owner,
+            p_now=now,
+            p_name=name,
+            p_description=description,
+            p_free=free,
+        )
+        node = touched.first()
+        if node is None:
+            raise NotFound(f"node {node_id} does not exist")
+        if not node.enabled:
+            raise Forbidden(f"node {node_id} is disabled", code="node_disabled")
+        if settings.rescue_queue not in node.queues:
+            return []
+        found = (
+            await _COPY_CANDIDATES.run(
+                connection,
+                p_queue=settings.rescue_queue,
+                p_now=now,
+                p_budget=free,
+                p_owner=owner,
+                p_since=now - DAY,
+                p_window=min(
+                    nodes.SCAN_WINDOW, COPY_SCAN_PER_SLOT * min(limit, node.max_in_flight)
+                ),
+            )
+        ).all()
+        if not found:
+            return []
+        slots = min(limit, node.max_in_flight - found[0].in_flight)
+        if settings.rescue_node_daily_assets:
+            slots = min(slots, settings.rescue_node_daily_assets - found[0].today)
+        candidates = [
+            (row.id, row.required_capacity, row.required_labels, row.spread_key) for row in found
+        ]
+        chosen = nodes.pick(candidates, node.labels, free, slots)
+        if not chosen:
+            return []
+        expires = now + timedelta(seconds=settings.node_lease_seconds)
+        rows = (
+            await _LEASE_COPIES.run(
+                connection,
+                p_ids=chosen,
+                p_owner=owner,
+                p_node=node_id,
+                p_now=now,
+                p_expires=expires,
+            )
+        ).all()
+    order = {job_id: index for index, job_id in enumerate(chosen)}
+    handed = [
+        _assigned(
+            row,
+            row.copy_id,
+            row.replica,
+            row.job_id,
+            row.lease_token,
+            expires,
+        )
+        for row in rows
+    ]
+    return sorted(handed, key=lambda item: order[item.job_id])
 
 
 Outcome = Literal["recorded", "already_recorded", "failure_recorded", "rejected"]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     JSON,
     BigInteger,
     ColumnElement,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -129,6 +131,7 @@ class ClaimedJob:
     deadline_at: datetime | None
     wait_seconds: float = 0.0  # from due (run_at) to claimed
     required_capacity: int = 0
+    spread_key: str | None = None
 
 
 async def enqueue(session: AsyncSession, spec: JobSpec) -> Enqueued:
@@ -222,7 +225,60 @@ _LEASED = (
     J.concurrency_key,
     J.concurrency_limit,
     J.required_capacity,
+    J.spread_key,
 )
+
+
+CHOSEN_IDS = bindparam("p_ids", type_=postgresql.ARRAY(BigInteger))
+
+
+def _lease_values(dialect: str) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "state": "running",
+        "attempt": J.attempt + 1,
+        "lease_owner": bindparam("p_owner"),
+        "lease_token": _random_token(dialect),
+        "lease_expires_at": bindparam("p_expires", type_=UTCDateTime()),
+        "heartbeat_at": _NOW,
+        "started_at": _NOW,
+        "cancel_requested": False,
+    }
+    if dialect == "postgresql":
+        values["deadline_at"] = case(
+            (J.timeout_seconds.is_(None), None),
+            else_=_NOW + literal_column("INTERVAL '1 second'") * J.timeout_seconds,
+        )
+    return values
+
+
+def lease_ctes(target: ColumnElement[bool]) -> tuple[CTE, CTE]:
+    """PostgreSQL's lease of the available jobs ``target`` picks: the ``leased`` UPDATE
+    (returning the leased rows) and the ``started`` INSERT of their attempts, as CTEs a
+    statement can build on. Binds ``p_owner``, ``p_now`` and ``p_expires``."""
+    leased = (
+        update(_JOBS)
+        .where(target, J.state == "available")
+        .values(_lease_values("postgresql"))
+        .returning(*_LEASED)
+        .cte("leased")
+    )
+    started = (
+        insert(_ATTEMPTS)
+        .from_select(
+            ["job_id", "attempt", "worker", "lease_token", "outcome", "started_at", "spread_key"],
+            select(
+                leased.c.id,
+                leased.c.attempt,
+                cast(bindparam("p_owner"), String),
+                leased.c.lease_token,
+                literal("running"),
+                _NOW,
+                leased.c.spread_key,
+            ),
+        )
+        .cte("started")
+    )
+    return leased, started
 
 
 def _lease_statement(dialect: str, *, chosen: bool) -> Any:
@@ -235,7 +291,11 @@ def _lease_statement(dialect: str, *, chosen: bool) -> Any:
     and inserts its attempt rows (a data-modifying CTE), so a claim is one round trip.
     """
     if chosen:
-        target: ColumnElement[bool] = J.id.in_(bindparam("p_ids", expanding=True))
+        target: ColumnElement[bool] = (
+            J.id == any_(CHOSEN_IDS)
+            if dialect == "postgresql"
+            else J.id.in_(bindparam("p_ids", expanding=True))
+        )
     else:
         due = (
             select(J.id)
@@ -253,38 +313,9 @@ def _lease_statement(dialect: str, *, chosen: bool) -> Any:
             target = J.id == picked.c.id
         else:
             target = J.id.in_(due.scalar_subquery())
-    values: dict[str, Any] = {
-        "state": "running",
-        "attempt": J.attempt + 1,
-        "lease_owner": bindparam("p_owner"),
-        "lease_token": _random_token(dialect),
-        "lease_expires_at": bindparam("p_expires", type_=UTCDateTime()),
-        "heartbeat_at": _NOW,
-        "started_at": _NOW,
-        "cancel_requested": False,
-    }
     if dialect != "postgresql":
-        return update(_JOBS).where(target).values(values).returning(*_LEASED)
-    values["deadline_at"] = case(
-        (J.timeout_seconds.is_(None), None),
-        else_=_NOW + literal_column("INTERVAL '1 second'") * J.timeout_seconds,
-    )
-    leased = update(_JOBS).where(target).values(values).returning(*_LEASED).cte("leased")
-    started = (
-        insert(_ATTEMPTS)
-        .from_select(
-            ["job_id", "attempt", "worker", "lease_token", "outcome", "started_at"],
-            select(
-                leased.c.id,
-                leased.c.attempt,
-                cast(bindparam("p_owner"), String),
-                leased.c.lease_token,
-                literal("running"),
-                _NOW,
-            ),
-        )
-        .cte("started")
-    )
+        return update(_JOBS).where(target).values(_lease_values(dialect)).returning(*_LEASED)
+    leased, started = lease_ctes(target)
     return select(*leased.c).add_cte(started)
 
 
@@ -381,6 +412,7 @@ def _claimed(rows: Sequence[Any], now: datetime, lease_expires_at: datetime) -> 
             else None,
             wait_seconds=max(0.0, (now - row.run_at).total_seconds()),
             required_capacity=row.required_capacity,
+            spread_key=row.spread_key,
         )
         for row in rows
     ]
@@ -481,6 +513,7 @@ async def _record_starts(
                 "lease_token": job.lease_token,
                 "outcome": "running",
                 "started_at": now,
+                "spread_key": job.spread_key,
             }
             for job in claimed
         ],
