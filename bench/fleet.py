@@ -118,10 +118,12 @@ PACED_BATCH = Workload(
 WORKLOADS = (
     Workload("cycle", "poll + report, closed loop", report=True, paced=False),
     Workload("poll", "poll only, closed loop", report=False, paced=False),
-    Workload("paced", "poll only, paced", report=False, paced=True),
     # Nodes asking for several copies at once (seed 004's dispatch answers a list), at the
-    # issue's rate of assignments and a fifth more (so "met" needs every copy served).
+    # issue's rate of assignments and a fifth more (so "met" needs every copy served). Before
+    # the paced run of one copy per poll, which Dispatch cannot keep up with: its backlog
+    # would still be draining into the next run.
     PACED_BATCH,
+    Workload("paced", "poll only, paced", report=False, paced=True),
     Workload("batch", "5 copies per poll, closed loop", report=False, paced=False, limit=5),
 )
 
