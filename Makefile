@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: run test bench lint format typecheck check-migrations ci lock clean
+.PHONY: run test screenshots bench lint format typecheck check-migrations ci lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: $(VENV)/.runtime
 ## test: the whole suite (PostgreSQL/Redis tests run when DISPATCH_TEST_DATABASE_URL/_REDIS_URL are set)
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## screenshots: the browser tests, saving the UI pages they visit as docs/images/*.png
+screenshots: $(VENV)/.dev
+	DISPATCH_SCREENSHOTS=docs/images DISPATCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -m browser tests/web $(PYTEST_ARGS)
 
 ## bench: every benchmark under bench/, results in bench/results/ and docs/benchmarks.md
 bench: $(VENV)/.dev

@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.support import ADMIN_PASSWORD, LiveServer
-from tests.web.browsing import log_in
+from tests.web.browsing import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -25,6 +25,7 @@ async def test_login_dashboard_and_logout(browser: Browser, server: LiveServer) 
     await expect(page.get_by_test_id("readiness")).to_have_text("Ready")
     await expect(page.get_by_test_id("database")).to_have_text(server.database_kind)
     assert await page.evaluate("typeof window.htmx") == "object"  # served locally
+    await screenshot(page, "dashboard")
 
     cookies = await page.context.cookies()
     session = next(cookie for cookie in cookies if cookie["name"] == "dispatch_session")

@@ -13,7 +13,7 @@ from dispatch.config import Settings
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
 from tests.support import ADMIN_PASSWORD, LiveServer
-from tests.web.browsing import log_in
+from tests.web.browsing import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -66,6 +66,7 @@ async def test_search_open_a_product_and_read_its_price_chart(
     await page.click("#search")
     await expect(rows).to_have_count(1, timeout=WAIT)
     await expect(rows.first).to_contain_text("125.00 EUR")  # the cheapest offer, as it is now
+    await screenshot(page, "catalog-search")
 
     await rows.first.get_by_role("link", name="Trail Boot b1").click()
     await expect(page.get_by_test_id("product-title")).to_have_text("Trail Boot b1")
@@ -85,6 +86,7 @@ async def test_search_open_a_product_and_read_its_price_chart(
     await expect(chart.get_by_test_id("price-min")).to_have_text("110.00 EUR")
     await expect(chart.get_by_test_id("price-max")).to_have_text("150.00 EUR")
     await expect(page.get_by_test_id("same-item")).to_contain_text("goat")
+    await screenshot(page, "catalog-product", full_page=True)
     assert foreign == [], f"the page fetched from outside: {foreign}"
 
 
@@ -100,8 +102,10 @@ async def test_sync_now_from_the_providers_page(browser: Browser, server: LiveSe
 
     await page.get_by_test_id("sync-universalstore").click()
     await expect(notice).to_contain_text("Queued a run of universalstore", timeout=WAIT)
+    await screenshot(page, "catalog-providers")
     job_link = page.get_by_test_id("sync-job")
     job_id = (await job_link.inner_text()).removeprefix("job ")
     await job_link.click()
     await expect(page).to_have_url(f"{server.url}/ui/jobs/{job_id}")
     await expect(page.locator("dl")).to_contain_text("catalog.scrape")
+    await screenshot(page, "job")

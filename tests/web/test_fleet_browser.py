@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.support import ADMIN_PASSWORD, LiveServer, admin_headers
-from tests.web.browsing import log_in
+from tests.web.browsing import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -75,14 +75,22 @@ async def test_overview_charts_filter_and_an_asset(browser: Browser, server: Liv
     bar_box = await node_bar.bounding_box()
     assert bar_box is not None
     assert bar_box["width"] > 50
+    await screenshot(page, "fleet", full_page=True)
 
     await page.goto(f"{server.url}/ui/fleet/assets")
     rows = page.get_by_test_id("assets").locator("tbody tr")
     await expect(rows).to_have_count(2)
+    await screenshot(page, "fleet-assets")
     await page.get_by_test_id("asset-filter").locator("input[name=at_risk]").check()
     await page.get_by_test_id("asset-filter").get_by_role("button", name="Filter").click()
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("Station 2")
+
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    copies = page.get_by_test_id("jobs").locator("tbody tr", has_text="rescue.copy")
+    await expect(copies).to_have_count(2)  # one copy job per asset
+    await expect(copies.filter(has_text="succeeded")).to_have_count(1)
+    await screenshot(page, "jobs")
 
     await page.goto(f"{server.url}/ui/fleet/assets")
     await page.get_by_role("link", name="Station 1").click()
@@ -90,3 +98,4 @@ async def test_overview_charts_filter_and_an_asset(browser: Browser, server: Liv
     await expect(page.get_by_test_id("copy-state").first).to_contain_text("rescued")
     magnet = page.get_by_test_id("magnet").first
     assert (await magnet.get_attribute("href") or "").startswith("magnet:?xt=urn:btih:c12fe1c0")
+    await screenshot(page, "fleet-asset", full_page=True)

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.support import ADMIN_PASSWORD, LiveServer, admin_headers
-from tests.web.browsing import log_in
+from tests.web.browsing import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -68,10 +68,12 @@ async def test_drag_a_resource_up_the_failover_order(
     await page.get_by_role("button", name="Move alpha up").click()
     await expect(order.first).to_have_attribute("data-name", "alpha", timeout=WAIT)
     await expect(page.locator("[data-order-status]")).to_have_text("alpha is number 1 of 2")
+    await screenshot(page, "gateway-endpoint-form", full_page=True)
     await page.click("#save-endpoint")
     await expect(page).to_have_url(f"{server.url}/ui/gateway/endpoints", timeout=WAIT)
     (endpoint,) = await _api(server, "GET", "/endpoints")
     assert [r["name"] for r in endpoint["resources"]] == ["alpha", "beta"]
+    await screenshot(page, "gateway-endpoints")
 
 
 async def test_add_a_mapping_rule_and_test_it_before_saving(
@@ -96,6 +98,7 @@ async def test_add_a_mapping_rule_and_test_it_before_saving(
     await page.click("#test-mapping")
     target = page.get_by_test_id("mapping-target")
     await expect(target).to_contain_text('"mobile": "0712"', timeout=WAIT)
+    await screenshot(page, "gateway-mapping", full_page=True)
     assert (await _api(server, "GET", f"/endpoints/{endpoint['id']}/rules"))["mapping"] == []
 
     # A bad rule comes back as a message in the panel, not as an error page.

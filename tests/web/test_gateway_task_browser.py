@@ -10,6 +10,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.gateway.conftest import Gateway
 from tests.support import LiveServer
+from tests.web.browsing import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -59,6 +60,7 @@ async def test_a_client_sees_and_stops_its_own_task(browser: Browser, server: Li
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("alpha-1")
     await expect(page.get_by_role("link", name="Resources")).to_have_count(0)
+    await screenshot(page, "gateway-tasks")
 
     await rows.first.get_by_role("link", name=str(scene.own_task)).click()
     await expect(page.get_by_test_id("task-status")).to_have_text("held")
@@ -66,6 +68,7 @@ async def test_a_client_sees_and_stops_its_own_task(browser: Browser, server: Li
     await expect(page.get_by_test_id("task-status")).to_have_text("stopped")
     await expect(page.locator("#retry")).to_be_visible()
     await expect(page.locator("#stop")).to_have_count(0)
+    await screenshot(page, "gateway-task")
 
     await page.goto(f"{server.url}/ui/gateway/tasks/{scene.other_task}")
     await expect(page.locator("h1")).to_have_text("404")
@@ -90,6 +93,7 @@ async def test_the_docs_hold_the_token(browser: Browser, server: LiveServer) -> 
     held = "() => window.swaggerUi.authSelectors.authorized().toJS().ApiToken.value"
     assert await page.evaluate(held) == scene.token
     await dialog.locator(".close-modal").click()
+    await screenshot(page, "gateway-docs")
 
     await operation.click()
     await page.click("button.try-out__btn")

@@ -17,6 +17,7 @@ from dispatch.config import Settings
 from dispatch.db.engine import Database
 from tests.support import LiveServer, admin_headers, make_settings
 from tests.watch.test_evaluate import product, write
+from tests.web.browsing import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -79,9 +80,20 @@ async def test_a_new_match_shows_up_live_on_the_dashboard(
     await expect(items.first).to_contain_text('matched: source goat; keyword "dunk"')
     await expect(page.get_by_test_id("unread-count")).to_have_text("1")
     assert await page.evaluate("window.notReloaded") is True
+    await screenshot(page, "watch-dashboard")
 
     await page.get_by_test_id("read-all").click()
     await expect(page.get_by_test_id("unread-count")).to_have_text("0")
     await expect(items.first).to_have_class("watch-read")
     assert foreign == [], f"the page fetched from outside: {foreign}"
+
+    await page.get_by_test_id("nav-watch").get_by_role("link", name="Rules").click()
+    rule = page.get_by_test_id("rules").locator("tr", has_text="Pandas under 150")
+    await expect(rule.get_by_test_id("match-count")).to_have_text("1")
+    await screenshot(page, "watch-rules")
+    await rule.get_by_role("link", name="Pandas under 150").click()
+    matches = page.get_by_test_id("matches").locator("tbody tr")
+    await expect(matches).to_have_count(1)
+    await expect(matches.first).to_contain_text("Nike Dunk Low Panda")
+    await screenshot(page, "watch-rule")
     await page.close()  # ends the stream before the server stops
