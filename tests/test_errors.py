@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from dispatch.app import create_app
 from dispatch.config import Settings
@@ -78,6 +79,57 @@ async def test_unexpected_exception_is_an_opaque_500(settings: Settings) -> None
     assert error["request_id"] == "trace-me-123"
     assert "hunter2" not in response.text
     assert "RuntimeError" not in response.text
+
+
+# Requests tests/test_api_fuzz.py found answered 500: integers beyond the columns' range (64
+# bits on SQLite, 32 for PostgreSQL's integer ids) in a path, a query and a body reached the
+# database, whose driver refused them.
+HUGE = 2**70
+OUT_OF_RANGE = [
+    ("GET", f"/api/v1/gateway/tasks/{HUGE}", None),
+    ("GET", f"/api/v1/gateway/tasks?client_id={HUGE}", None),
+    ("PATCH", f"/api/v1/watch-rules/{HUGE}", {"name": "renamed"}),
+    ("GET", f"/api/v1/events?offset={HUGE}", None),
+    ("GET", f"/api/v1/catalog/changes?after={HUGE}", None),
+    ("POST", "/api/v1/gateway/tasks/batch", {"action": "delete", "task_ids": [1, HUGE]}),
+    ("POST", "/api/v1/gateway/clients", {"name": "c", "endpoint_ids": [HUGE]}),
+    # a JSON column
+    ("POST", "/api/v1/nodes/n1/jobs/1/progress", {"lease_token": "t", "progress": {"b": HUGE}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OUT_OF_RANGE)
+async def test_an_integer_the_database_cannot_store_is_a_422(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    response = await client.request(method, path, json=body, headers=admin_headers())
+    error = assert_envelope(response, 422, "out_of_range")
+    assert "too large" in error["message"]
+
+
+async def test_what_only_postgresql_refuses_is_a_422(
+    client: httpx.AsyncClient, postgres_url: str
+) -> None:
+    # Its integer ids hold 32 bits, and its text no NUL character (SQLite stores both).
+    beyond_int32 = await client.get(f"/api/v1/users/{2**33}", headers=admin_headers())
+    assert_envelope(beyond_int32, 422, "out_of_range")
+    nul = await client.post(
+        "/api/v1/rescue/nodes", json={"name": "nas\x00"}, headers=admin_headers()
+    )
+    assert_envelope(nul, 422, "invalid_character")
+
+
+async def test_other_database_errors_stay_opaque_500s(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise DBAPIError("SELECT 1", None, ValueError("disk I/O error"))
+
+    async with running_app(settings, app) as client:
+        response = await client.get("/broken")
+    assert_envelope(response, 500, "internal_error")
+    assert "disk" not in response.text
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ Exceptions::
       Conflict               409 conflict
       PayloadTooLarge        413 payload_too_large
       ValidationFailed       422 validation_error
+                             (422 out_of_range, invalid_character: a value the
+                             database cannot store)
       RateLimited            429 rate_limited  (Retry-After set)
       ServiceUnavailable     503 unavailable
 
@@ -33,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -226,11 +229,51 @@ async def _handle_validation_error(request: Request, exc: Exception) -> Response
     return error_response(request, 422, "validation_error", message, details)
 
 
+TOO_LARGE = "A number in the request is too large for the database to store"
+NUL_CHARACTER = "A text in the request holds a NUL character, which the database cannot store"
+# PostgreSQL's SQLSTATEs for values it cannot store: a number out of its column's range, and a
+# NUL character in text or in JSON.
+DATA_EXCEPTION = "22000"
+_UNSTORABLE = {
+    "22003": ("out_of_range", TOO_LARGE),
+    "22021": ("invalid_character", NUL_CHARACTER),
+    "22P05": ("invalid_character", NUL_CHARACTER),
+}
+
+
+def unstorable_value(exc: BaseException) -> tuple[str, str] | None:
+    """The code and message for a request value the database refused, or None when ``exc``
+    is some other failure. SQLite's driver raises OverflowError for an integer beyond 64 bits,
+    and orjson a TypeError for one inside a JSON column; asyncpg refuses one beyond its
+    column's range before sending it, and PostgreSQL refuses the rest with a SQLSTATE."""
+    if isinstance(exc, OverflowError):
+        return "out_of_range", TOO_LARGE
+    if isinstance(exc, StatementError) and "64-bit range" in str(exc.orig):
+        return "out_of_range", TOO_LARGE  # orjson, encoding a JSON column
+    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig else None
+    sqlstate = str(getattr(cause, "sqlstate", ""))
+    if sqlstate == DATA_EXCEPTION and "out of int" in str(cause):  # refused by asyncpg
+        return "out_of_range", TOO_LARGE
+    return _UNSTORABLE.get(sqlstate)
+
+
+async def _handle_unstorable(request: Request, exc: Exception) -> Response:
+    refused = unstorable_value(exc)
+    if refused is None:
+        raise exc  # a real database failure: the middleware logs it and answers 500
+    code, message = refused
+    return await _handle_app_error(request, ValidationFailed(message, code=code))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error in the envelope (or an HTML page for the admin UI)."""
     app.add_exception_handler(AppError, _handle_app_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    # Ids and counts are checked for their type, not their size, and text for its length, not
+    # for NUL: the database bounds them, and a value it cannot store is the caller's mistake.
+    app.add_exception_handler(OverflowError, _handle_unstorable)
+    app.add_exception_handler(StatementError, _handle_unstorable)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -185,6 +185,8 @@ async def test_bad_input_is_a_4xx_envelope(http: httpx.AsyncClient) -> None:
         {"sort": "cheapest"},
         {"limit": "0"},
         {"currency": "US"},
+        {"currency": "u$d"},  # three characters, not three letters (was a 500)
+        {"currency": "\u00aeO\u00fb"},
         {"min_price": "1.001", "currency": "USD"},
     ):
         response = await http.get("/api/v1/products", params=params, headers=ADMIN)

@@ -428,6 +428,21 @@ async def test_seed_clients_with_a_key_and_a_node_id_and_daily_caps(
             assert (await http.post("/dispatch", json=bad, headers=ADMIN)).status_code == 422
 
 
+async def test_free_space_beyond_a_petabyte_is_a_422_not_an_overflow(
+    http: httpx.AsyncClient,
+) -> None:
+    # 1e308 GB in megabytes is an infinite float: flooring it used to raise a 500.
+    for path in ("/dispatch", f"{R}/dispatch"):
+        body = {"free_space_gb": 1.3e308, "node_id": "huge"}
+        response = await http.post(path, json=body, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["field"] == "free_space_gb"
+    largest = {"free_space_gb": 1_000_000, "node_id": "petabyte"}
+    answered = await http.post("/dispatch", json=largest, headers=ADMIN)
+    assert answered.status_code == 422  # in range: refused only because no asset is loaded
+    assert answered.json()["error"]["message"] == "No available assets matching the criteria"
+
+
 async def test_nodes_get_different_assets_before_anyone_gets_a_second_copy(
     http: httpx.AsyncClient,
 ) -> None:

@@ -211,6 +211,24 @@ async def test_disable_soft_delete_and_hard_delete(
     assert events.json()[0]["payload"]["hard"] is True
 
 
+async def test_a_search_that_cannot_be_watched_is_a_422(
+    http: httpx.AsyncClient, alice: WatchUser
+) -> None:
+    # Searching with an empty keyword is harmless; a rule must not hold one (was a 500).
+    for query in ({"keywords": ["dunk", ""]}, {"providers": ["", "goat"]}):
+        response = await http.post(
+            f"{V1}/search/save-alert",
+            json={"name": "blank", "query": query},
+            headers=alice.headers,
+        )
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["details"]["errors"][0]["msg"].endswith("must not contain empty strings")
+    rules = await http.get(f"{V1}/watch-rules", headers=alice.headers)
+    assert rules.json() == []
+
+
 async def test_save_a_search_as_an_alert(http: httpx.AsyncClient, alice: WatchUser) -> None:
     response = await http.post(
         f"{V1}/search/save-alert",

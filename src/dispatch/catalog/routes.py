@@ -235,7 +235,7 @@ async def search_products(
     brand: Annotated[str | None, Query(max_length=255)] = None,
     min_price: Annotated[Decimal | None, Query(ge=0, description="Major units")] = None,
     max_price: Annotated[Decimal | None, Query(ge=0, description="Major units")] = None,
-    currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
+    currency: Annotated[str | None, Query(pattern="^[A-Za-z]{3}$", description="ISO 4217")] = None,
     in_stock: bool | None = None,
     status_filter: Annotated[str, Query(alias="status", pattern="^(active|ended|all)$")] = "active",
     sort: Sort | None = None,

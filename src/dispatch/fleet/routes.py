@@ -51,6 +51,8 @@ _node_token = APIKeyHeader(name="X-Node-Token", scheme_name="NodeToken", auto_er
 _write_key = Authorize(Scope.WRITE, group="nodes")
 _register_key = Authorize(Scope.NODES)
 NO_ASSETS = "No available assets matching the criteria"  # seed 004's 422
+# A petabyte: more than any volunteer's disk, and its megabytes stay a 64-bit integer.
+MAX_FREE_SPACE_GB = 1_000_000
 
 
 class DispatchRequest(BaseModel):
@@ -60,7 +62,7 @@ class DispatchRequest(BaseModel):
 
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=2000)
-    free_space_gb: float = Field(ge=0)
+    free_space_gb: float = Field(ge=0, le=MAX_FREE_SPACE_GB)
     node_id: str | int | None = None
     limit: int | None = Field(default=None, ge=1, le=100)
 
@@ -77,7 +79,7 @@ class NodeRegisterIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
-    free_space_gb: float = Field(default=0, ge=0, le=1_000_000)
+    free_space_gb: float = Field(default=0, ge=0, le=MAX_FREE_SPACE_GB)
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
     version: str | None = Field(default=None, max_length=64)
 

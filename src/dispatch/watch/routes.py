@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from dispatch.db.base import utcnow
@@ -289,23 +289,35 @@ async def save_alert(
 ) -> WatchRuleOut:
     """Seed 003's "save this search as an alert": the search becomes a watch rule."""
     enabled = await _enabled_sources(runtime)
+    create = _alert_rule(body, enabled)
+    rule = await rules.create_rule(session, caller.acting_for(user_id), create, enabled)
+    return rules.rule_out(rule)
+
+
+def _alert_rule(body: SaveAlert, enabled: list[str]) -> WatchRuleCreate:
+    """The rule a saved search becomes; a 422 when the search is no valid rule (an empty
+    keyword or provider is fine to search with, not to watch)."""
     search = body.query
-    query = RuleQuery(
-        sources=search.providers or enabled,
-        keywords=search.keywords or None,
-        min_price=search.min_price,
-        max_price=search.max_price,
-        currency=search.currency,
-        conditions=[search.min_condition] if search.min_condition else None,
-    )
-    create = WatchRuleCreate(
+    try:
+        query = RuleQuery(
+            sources=search.providers or enabled,
+            keywords=search.keywords or None,
+            min_price=search.min_price,
+            max_price=search.max_price,
+            currency=search.currency,
+            conditions=[search.min_condition] if search.min_condition else None,
+        )
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "Invalid alert: its search cannot be watched",
+            details={"errors": exc.errors(include_url=False, include_input=False)},
+        ) from exc
+    return WatchRuleCreate(
         name=body.name,
         query=query,
         poll_interval_seconds=body.poll_interval_seconds,
         notify_on=body.notify_on,
     )
-    rule = await rules.create_rule(session, caller.acting_for(user_id), create, enabled)
-    return rules.rule_out(rule)
 
 
 # Events and the notification feed ---------------------------------------------------------
