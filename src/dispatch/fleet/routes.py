@@ -302,22 +302,7 @@ async def register_node(
 
 
 def _asset_out(item: Assigned) -> AssetOut:
-    return AssetOut(
-        asset_id=item.asset_id,
-        ds_id=item.ds_id,
-        res_id=item.res_id,
-        name=item.name,
-        path=item.path,
-        url=item.url,
-        size_mb=item.size_mb,
-        priority=item.priority,
-        checksum=item.checksum,
-        copy_id=item.copy_id,
-        replica=item.replica,
-        job_id=item.job_id,
-        lease_token=item.lease_token,
-        lease_expires_at=item.lease_expires_at,
-    )
+    return AssetOut.model_validate(item, from_attributes=True)  # the same field names
 
 
 async def _dispatch(

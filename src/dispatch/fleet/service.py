@@ -83,6 +83,16 @@ def _assigned(
     )
 
 
+def _handed(node_id: Any, now: Any) -> dict[str, Any]:
+    """A copy's columns once it is handed to the node ``node_id``."""
+    return {
+        "state": "assigned",
+        "node_id": node_id,
+        "assigned_at": now,
+        "assignments": RescueCopy.assignments + 1,
+    }
+
+
 async def assigned_today(session: AsyncSession, node_id: str, now: datetime) -> int:
     count = await session.scalar(_today(lease_owner(node_id), now - DAY))
     return int(count or 0)
@@ -142,12 +152,7 @@ async def assign(
         await session.execute(
             update(RescueCopy)
             .where(RescueCopy.job_id.in_(leases))
-            .values(
-                state="assigned",
-                node_id=node_id,
-                assigned_at=now,
-                assignments=RescueCopy.assignments + 1,
-            )
+            .values(_handed(node_id, now))
             .execution_options(synchronize_session=False)
         )
         rows = (
@@ -178,11 +183,11 @@ async def assign(
 # holds and the candidates, so it sees every dispatch of that node committed before the lock
 # was granted; the third leases the chosen copies, records the attempts and the copies, and
 # returns the assets.
-_NODE = bindparam("p_node", type_=String)
 # Candidates read and locked per copy asked for. Copies need no labels and the statement
 # already drops what does not fit or is the node's; a sibling of a chosen copy is the only
 # reason pick() refuses one. Every row locked here is one that concurrent dispatches skip.
 COPY_SCAN_PER_SLOT = 2
+_NODE = bindparam("p_node", type_=String)
 _OWNER = bindparam("p_owner", type_=String)
 _HELD_CAPACITY = (
     select(func.coalesce(func.sum(Job.required_capacity), 0))
@@ -215,12 +220,7 @@ _LEASED, _STARTED = service.lease_ctes(Job.id == any_(service.CHOSEN_IDS))
 _HANDED = (
     update(RescueCopy)
     .where(RescueCopy.job_id == _LEASED.c.id)
-    .values(
-        state="assigned",
-        node_id=_NODE,
-        assigned_at=bindparam("p_now", type_=UTCDateTime()),
-        assignments=RescueCopy.assignments + 1,
-    )
+    .values(_handed(_NODE, bindparam("p_now", type_=UTCDateTime())))
     .returning(RescueCopy.id, RescueCopy.replica, RescueCopy.job_id, RescueCopy.asset_id)
     .cte("handed")
 )
