@@ -1,6 +1,6 @@
 """Data for the catalogue benchmark: recorded pages multiplied, and a generated catalogue.
 
-``shopify_page`` turns the recorded storefront answer (tests/fixtures/catalog/shopify, MIT,
+``shopify_page`` turns the recorded storefront answer (src/dispatch/demo/recorded/shopify, MIT,
 see its README) into a full 250-product page with new ids, titles and prices, so ingest runs
 the real parser and upsert on realistic payloads. ``catalogue_rows`` generates products for
 the search benchmark from a seeded vocabulary: brands, models, colours and categories drawn
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT / "tests/fixtures/catalog"
+FIXTURES = REPO_ROOT / "src/dispatch/demo/recorded"
 RECORDED_PAGE = FIXTURES / "shopify/products_storefront_bjjfanatics.json"
 PAGE_SIZE = 250  # Shopify's page; GOAT's Algolia pages hold 100, eBay's 200
 PAGE_SIZES = {"shopify": 250, "goat": 100, "ebay": 200}

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -18,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -26,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from dispatch.app import create_app
 from dispatch.config import Settings, load_settings, normalise_database_url
+from dispatch.demo.serving import ThreadedServer, free_port
 
 MASTER_KEY = "dsp_test-master-key-0123456789abcdefghijklmnop"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -77,13 +74,6 @@ def admin_headers(key: str = MASTER_KEY) -> dict[str, str]:
     return {"X-Dispatch-Key": key}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_worker(db_settings: dict[str, Any], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
     """`dispatch worker` in its own process on the test's database, with short leases."""
     variables = {
@@ -105,29 +95,6 @@ def start_worker(db_settings: dict[str, Any], tmp_path: Path, **env: str) -> sub
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-class ThreadedServer:
-    """An ASGI app under a real uvicorn on a loopback port, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 class LiveServer(ThreadedServer):

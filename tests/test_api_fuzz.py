@@ -24,7 +24,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from dispatch.app import create_app
-from tests.catalog.fakes import FakeProviders, provider_settings
+from dispatch.demo.providers import FakeProviders, provider_settings
 from tests.support import admin_headers, make_settings
 from tests.watch.discogs_fake import FakeDiscogs, discogs_settings
 

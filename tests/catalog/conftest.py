@@ -11,7 +11,7 @@ import pytest
 
 from dispatch.config import Settings
 from dispatch.db.engine import Database
-from tests.catalog.fakes import FakeProviders, provider_settings
+from dispatch.demo.providers import FakeProviders, provider_settings
 from tests.support import admin_headers, make_settings, running_app
 
 ADMIN = admin_headers()

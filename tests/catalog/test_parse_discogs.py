@@ -14,7 +14,7 @@ from dispatch.catalog.providers.discogs.parse import (
     parse_search,
 )
 from dispatch.catalog.records import MalformedPayload, OfferRecord, ProductRecord
-from tests.catalog.fixtures import load
+from dispatch.demo.providers import load
 
 
 def _search(*results: object, **envelope: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 
 from dispatch.catalog.providers.ebay.parse import parse_error, parse_search, parse_token
 from dispatch.catalog.records import MalformedPayload
-from tests.catalog.fixtures import load
+from dispatch.demo.providers import load
 
 
 def _page(*items: object) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from dispatch.catalog.money import MoneyError
 from dispatch.catalog.providers.goat.parse import parse_query
 from dispatch.catalog.records import MalformedPayload
-from tests.catalog.fixtures import load
+from dispatch.demo.providers import load
 
 
 def _answer(*hits: object, **envelope: Any) -> dict[str, Any]:

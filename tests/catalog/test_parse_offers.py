@@ -16,7 +16,7 @@ from dispatch.catalog.providers.offers.parse import (
     parse_registered,
 )
 from dispatch.catalog.records import MalformedPayload
-from tests.catalog.fixtures import load
+from dispatch.demo.providers import load
 
 PRODUCT_ID = "4b0b5b8e-5d0f-4c2b-9d8c-2f1f1f7f5a10"
 

@@ -10,7 +10,7 @@ import pytest
 from dispatch.catalog.money import MoneyError
 from dispatch.catalog.providers.shopify.parse import html_to_text, parse_products, parse_suggest
 from dispatch.catalog.records import MalformedPayload
-from tests.catalog.fixtures import load
+from dispatch.demo.providers import load
 
 SHOP = "https://bjjfanatics.com/"
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from dispatch.config import Settings
+from dispatch.demo.providers import FakeProviders, Fault
 from tests.catalog.conftest import ADMIN, V1, sync
-from tests.catalog.fakes import FakeProviders, Fault
 from tests.support import running_app
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
+from dispatch.demo.providers import FakeProviders, Fault
 from tests.catalog.conftest import ADMIN, V1, sync
-from tests.catalog.fakes import FakeProviders, Fault
 
 
 async def products_of(http: httpx.AsyncClient, provider: str) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from dispatch.config import Settings
-from tests.support import ThreadedServer, admin_headers, make_settings, running_app
+from dispatch.demo.serving import ThreadedServer
+from tests.support import admin_headers, make_settings, running_app
 
 ADMIN = admin_headers()
 R = "/api/v1/rescue"

@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from dispatch.demo.serving import ThreadedServer
 from dispatch.fleet import agent
-from tests.support import MASTER_KEY, LiveServer, ThreadedServer, admin_headers, make_settings
+from tests.support import MASTER_KEY, LiveServer, admin_headers, make_settings
 
 ADMIN = admin_headers()
 R = "/api/v1/rescue"

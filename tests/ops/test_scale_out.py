@@ -23,14 +23,14 @@ import pytest
 from sqlalchemy import func, select
 
 from dispatch.db.engine import Database
+from dispatch.demo.providers import FakeProviders, provider_settings
+from dispatch.demo.serving import free_port
 from dispatch.gateway.ingest import DELIVER_KIND
 from dispatch.models import GatewayTask, Job, JobAttempt
-from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.gateway.sink import Sink
 from tests.support import (
     MASTER_KEY,
     admin_headers,
-    free_port,
     make_settings,
     start_worker,
 )

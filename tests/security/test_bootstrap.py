@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from dispatch.demo.serving import free_port
 from dispatch.security.bootstrap import ensure_master_key
-from tests.support import free_port
 
 
 def _mode(path: Path) -> int:

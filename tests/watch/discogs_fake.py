@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.support import ThreadedServer
+from dispatch.demo.serving import ThreadedServer
 
 CONSUMER_KEY, CONSUMER_SECRET = "consumer-key-1", "consumer-secret-1"
 SERVICE_TOKEN = "service-token-1"

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from dispatch.config import Settings
 from dispatch.db.engine import Database
+from dispatch.demo.providers import FakeProviders, provider_settings
 from dispatch.models import WatchCursor
 from dispatch.watch.polling import search_text
-from tests.catalog.fakes import FakeProviders, provider_settings
 from tests.support import make_settings, running_app
 from tests.watch.conftest import ADMIN, V1, WatchUser, new_user
 from tests.watch.test_evaluate import product, write

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from dispatch.config import Settings
+from dispatch.demo.providers import FakeProviders, Fault, provider_settings
 from dispatch.watch.matching import grade
-from tests.catalog.fakes import FakeProviders, Fault, provider_settings
 from tests.support import make_settings, running_app
 from tests.watch.conftest import V1, WatchUser, new_user
 

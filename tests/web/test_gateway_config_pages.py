@@ -10,8 +10,9 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from dispatch.db.engine import Database
+from dispatch.demo.serving import free_port
 from dispatch.models import GatewayResource
-from tests.support import ADMIN_PASSWORD, admin_headers, free_port, make_settings
+from tests.support import ADMIN_PASSWORD, admin_headers, make_settings
 from tests.web.test_ui import csrf_from, login
 
 ADMIN = admin_headers()

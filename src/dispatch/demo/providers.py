@@ -1,4 +1,4 @@
-"""A fake of every provider on one loopback HTTP server, serving the recorded fixtures.
+"""A stand-in for every provider on one loopback HTTP server, serving recorded answers.
 
 Shopify storefronts, GOAT's Algolia index, Discogs, eBay (token + Browse) and seed 001's
 offers service, with the rules that matter: Discogs wants its token header and counts
@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,12 +25,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.catalog.fixtures import load
-from tests.support import ThreadedServer
+from dispatch.demo.serving import ThreadedServer
 
-REFRESH_TOKEN = "offers-refresh-token-0123"
+RECORDED = Path(__file__).resolve().parent / "recorded"
+
+
+def load(path: str) -> Any:
+    """The JSON of ``dispatch/demo/recorded/<path>`` (a provider's recorded answer)."""
+    return json.loads((RECORDED / path).read_text(encoding="utf-8"))
+
+
+# The stand-ins' own made-up credentials, which the demo and the tests hand to Dispatch.
+REFRESH_TOKEN = "offers-refresh-token-0123"  # noqa: S105
 EBAY_ID, EBAY_SECRET = "ebay-client", "ebay-secret"
-DISCOGS_TOKEN = "discogs-token-abc"
+DISCOGS_TOKEN = "discogs-token-abc"  # noqa: S105
 
 
 @dataclass
