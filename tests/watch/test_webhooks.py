@@ -128,3 +128,21 @@ async def test_removing_the_urls_turns_the_endpoint_off(http: httpx.AsyncClient)
     assert (await http.delete(f"{V1}/users/{alice.id}", headers=ADMIN)).status_code == 204
     gone = await http.get(f"{V1}/gateway/endpoints/{endpoint_id}", headers=ADMIN)
     assert gone.status_code == 404
+
+
+async def test_a_user_created_with_webhook_urls_has_their_endpoint(
+    http: httpx.AsyncClient,
+) -> None:
+    """Preferences given at creation configure the webhook as a later PATCH /me would."""
+    urls = ["https://hooks.example.com/a", "https://hooks.example.com/b"]
+    preferences = {"notifications_webhook": True, "webhook_urls": urls}
+    alice = await new_user(http, "alice@example.com", preferences=preferences)
+    hook = (await http.get(f"{V1}/me/webhook", headers=alice.headers)).json()
+    assert hook["enabled"] is True
+    assert hook["urls"] == urls
+    endpoint = await http.get(f"{V1}/gateway/endpoints/{hook['endpoint_id']}", headers=ADMIN)
+    assert endpoint.json()["is_active"] is True
+    assert [r["name"] for r in endpoint.json()["resources"]] == [
+        f"watch-alerts-user-{alice.id}-1",
+        f"watch-alerts-user-{alice.id}-2",
+    ]

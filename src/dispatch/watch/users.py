@@ -101,6 +101,10 @@ async def create_user(
             session.add(user)
     except IntegrityError as exc:
         raise Conflict("A user with this email already exists") from exc
+    urls = preferences_of(user).webhook_urls
+    if urls:  # created with webhook URLs: their endpoint exists from the start, as after /me
+        await session.flush()
+        await webhooks.configure(session, user, urls, now)
     return user
 
 
