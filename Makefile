@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: run test screenshots bench lint format typecheck check-migrations ci lock clean
+.PHONY: run demo test screenshots bench lint format typecheck check-migrations ci lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(VENV)/.dev: requirements-dev.lock pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/dispatch migrate
 	$(BIN)/dispatch serve
+
+## demo: the service offline on SQLite, with stand-ins for providers, webhooks, e-mail and rescue nodes
+demo: $(VENV)/.runtime
+	$(BIN)/dispatch demo $(DEMO_ARGS)
 
 ## test: the whole suite (PostgreSQL/Redis tests run when DISPATCH_TEST_DATABASE_URL/_REDIS_URL are set)
 test: $(VENV)/.dev

@@ -18,12 +18,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from dispatch.config import Settings, normalise_database_url
 from dispatch.db import migrations
 from dispatch.db.engine import Database
+from dispatch.demo.mail import Mailbox, smtp_server
 from tests.support import (
-    Mailbox,
     make_settings,
     run_sql,
     running_app,
-    smtp_server,
     test_database_url,
     test_redis_url,
 )

@@ -7,10 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import Message
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -207,29 +204,3 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
         timeout=60,
         check=False,
     )
-
-
-@dataclass
-class Mailbox:
-    """What a real SMTP server on loopback (aiosmtpd) received, parsed with today's policy."""
-
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@contextlib.contextmanager
-def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    """An SMTP server on a free loopback port: its mailbox and the port."""
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()

@@ -8,9 +8,9 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from dispatch.demo.mail import Mailbox
 from tests.gateway.conftest import ADMIN, V1, Gateway
 from tests.gateway.sink import Sink
-from tests.support import Mailbox
 
 PAYLOAD = {"ref": "r-1", "scope": "prod"}
 

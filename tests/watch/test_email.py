@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from dispatch.db.base import utcnow
 from dispatch.db.engine import Database
+from dispatch.demo.mail import Mailbox
 from dispatch.demo.serving import free_port
 from dispatch.models import WatchNotification
 from dispatch.watch import delivery
 from dispatch.watch.evaluate import Evaluator
-from tests.support import Mailbox
 from tests.watch.conftest import ADMIN, V1, WatchUser
 from tests.watch.test_evaluate import database, evaluator, product, rule, write
 

@@ -233,6 +233,31 @@ def keys_revoke(key_id: int, env_file: EnvFile = Path(".env")) -> None:
     typer.echo(f"revoked key {key_id}")
 
 
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its database and rescued files")
+    ] = Path("dispatch-demo"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The service's port")] = 8000,
+    console_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="The demo console's port (default: any)")
+    ] = None,
+) -> None:
+    """Try Dispatch offline: the service on SQLite with stand-ins for providers, webhooks and
+    e-mail on 127.0.0.1, a gateway endpoint, a watch user and rule, and two rescue nodes."""
+    from dispatch.demo.run import DemoError, guide, run_demo
+
+    configure_logging("WARNING", resolve_format("console", "development"))
+    try:
+        run_demo(
+            directory, port, console_port, ready=lambda made: typer.echo(guide(made), nl=False)
+        )
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("Dispatch demo stopped.")
+
+
 @node_app.command("run")
 def node_run(
     server: Annotated[
