@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from dispatch.demo.providers import FakeProviders
+from dispatch.demo.providers import IMAGE_HOSTS, FakeProviders, load, local_images
 from dispatch.demo.receivers import DemoFile
 from dispatch.demo.run import (
     FILES,
@@ -167,6 +167,14 @@ async def test_the_demo_runs_offline_and_its_guide_holds(demo: RunningDemo) -> N
         await _until("the catalogue sync", synced)
         product = await http.get(f"{V1}/products/{info['product_id']}", headers=admin)
         assert product.status_code == 200
+        # Offline: the products' pictures come from the console, not the providers' CDNs.
+        page = (await http.get(f"{V1}/products", params={"q": "jordan"}, headers=admin)).json()
+        pictures = [image for item in page["items"] for image in item["images"]]
+        assert pictures
+        assert all(image.startswith(console + "/images/") for image in pictures), pictures
+        picture = await http.get(pictures[0])
+        assert picture.headers["content-type"] == "image/svg+xml"
+        assert picture.text.startswith("<svg")
 
         # Watch: the rule's first matches were alerted by webhook and e-mail.
         async def alerts(kind: str) -> list[dict[str, Any]]:
@@ -332,3 +340,32 @@ def test_demo_files_are_deterministic_with_their_checksums() -> None:
     assert one.checksum == again.checksum
     assert DemoFile("b.csv", 100_001).data != one.data
     assert one.checksum == "sha256:" + hashlib.sha256(one.data).hexdigest()
+
+
+def _pictures(value: Any) -> list[str]:
+    """Every string in ``value`` that is a URL on one of the providers' image hosts."""
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in _pictures(item)]
+    if isinstance(value, list):
+        return [url for item in value for url in _pictures(item)]
+    return [value] if isinstance(value, str) and urlsplit(value).hostname in IMAGE_HOSTS else []
+
+
+def test_every_recorded_picture_is_served_locally() -> None:
+    """Each recorded answer names pictures on the providers' hosts; none is left after."""
+    names = ["goat/algolia_query_jordan.json", "shopify/products_storefront_bjjfanatics.json"]
+    names += [
+        "ebay/item_summary_search_sneakers.json",
+        "discogs/database_search_modern_dj_healer.json",
+    ]
+    for name in names:
+        assert _pictures(load(name)), name
+        moved = local_images(load(name), "http://x")
+        assert _pictures(moved) == [], name
+        assert "http://x/images/" in json.dumps(moved)
+    # The same picture gets the same local address; other URLs are left alone.
+    picture = "https://image.goat.com/p.png"
+    same = local_images({"a": picture, "b": [picture]}, "")
+    assert same["a"] == same["b"][0]
+    page = {"url": "https://www.goat.com/sneakers/x"}
+    assert local_images(page, "") == page

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +38,23 @@ def load(path: str) -> Any:
 
 
 # The stand-ins' own made-up credentials, which the demo and the tests hand to Dispatch.
+# Where the recorded answers' pictures live; ``FakeProviders.serve_images_from`` points them
+# at a local server instead (the demo's console), so pages that show them work offline.
+IMAGE_HOSTS = frozenset({"cdn.shopify.com", "image.goat.com", "i.discogs.com", "i.ebayimg.com"})
+
+
+def local_images(value: Any, base: str) -> Any:
+    """``value`` with each picture URL of the providers' image hosts moved to ``base``."""
+    if isinstance(value, dict):
+        return {key: local_images(item, base) for key, item in value.items()}
+    if isinstance(value, list):
+        return [local_images(item, base) for item in value]
+    if isinstance(value, str) and urlsplit(value).hostname in IMAGE_HOSTS:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return f"{base}/images/{digest}.svg"
+    return value
+
+
 REFRESH_TOKEN = "offers-refresh-token-0123"  # noqa: S105
 EBAY_ID, EBAY_SECRET = "ebay-client", "ebay-secret"
 DISCOGS_TOKEN = "discogs-token-abc"  # noqa: S105
@@ -82,6 +101,7 @@ class FakeProviders(ThreadedServer):
         self.registered: set[str] = set()
         self.offers: dict[str, list[dict[str, Any]]] = {}
         self.default_offers = load("offers/offers_product.json")
+        self.image_base: str | None = None
         routes = [
             Route("/products.json", self.shopify_products),
             Route("/search/suggest.json", self.shopify_suggest),
@@ -104,6 +124,20 @@ class FakeProviders(ThreadedServer):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def serve_images_from(self, base: str) -> None:
+        """Point every picture in the answers at ``base``/images/… from now on."""
+        self.image_base = base
+        self.shopify_pages = [
+            page if isinstance(page, bytes) else local_images(page, base)
+            for page in self.shopify_pages
+        ]
+        self.algolia = local_images(self.algolia, base)
+        self.default_offers = local_images(self.default_offers, base)
+
+    def _load(self, path: str) -> Any:
+        answer = load(path)
+        return local_images(answer, self.image_base) if self.image_base else answer
 
     def fail(self, path: str, *faults: Fault) -> None:
         self.faults[path].extend(faults)
@@ -147,7 +181,7 @@ class FakeProviders(ThreadedServer):
     async def shopify_suggest(self, request: Request) -> Response:
         if (fault := await self._enter(request)) is not None:
             return fault
-        return JSONResponse(load("shopify/suggest_jordan.json"))
+        return JSONResponse(self._load("shopify/suggest_jordan.json"))
 
     # GOAT (Algolia) ----------------------------------------------------------------------
 
@@ -188,7 +222,8 @@ class FakeProviders(ThreadedServer):
         if (denied := self._discogs_denied(request)) is not None:
             return denied
         return JSONResponse(
-            load("discogs/database_search_modern_dj_healer.json"), headers=self._discogs_headers()
+            self._load("discogs/database_search_modern_dj_healer.json"),
+            headers=self._discogs_headers(),
         )
 
     async def discogs_stats(self, request: Request) -> Response:
@@ -197,14 +232,14 @@ class FakeProviders(ThreadedServer):
         if (denied := self._discogs_denied(request)) is not None:
             return denied
         return JSONResponse(
-            load("discogs/marketplace_stats_1.json"), headers=self._discogs_headers()
+            self._load("discogs/marketplace_stats_1.json"), headers=self._discogs_headers()
         )
 
     async def discogs_inventory(self, request: Request) -> Response:
         if (fault := await self._enter(request)) is not None:
             return fault
         return JSONResponse(
-            load("discogs/user_inventory_listings.json"), headers=self._discogs_headers()
+            self._load("discogs/user_inventory_listings.json"), headers=self._discogs_headers()
         )
 
     # eBay --------------------------------------------------------------------------------
@@ -229,7 +264,7 @@ class FakeProviders(ThreadedServer):
             return JSONResponse(
                 {"errors": [{"errorId": 1001, "message": "Invalid access token"}]}, status_code=401
             )
-        return JSONResponse(load("ebay/item_summary_search_sneakers.json"))
+        return JSONResponse(self._load("ebay/item_summary_search_sneakers.json"))
 
     # The offers service (seed 001) -------------------------------------------------------
 

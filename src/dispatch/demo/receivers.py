@@ -3,6 +3,7 @@
 - ``POST /hooks/{name}``: webhook destinations that keep what they receive (the gateway's
   resources and the watch user's webhook). A destination can be taken down (503s) and back.
 - ``GET /files/{name}``: the files the rescue nodes download (``Range`` supported).
+- ``GET /images/{name}``: a placeholder picture for each product picture the stand-ins name.
 - ``GET /``: the demo console: what the service sent (webhooks and e-mail, newest first) and
   buttons to take a destination down or put sneakers on sale at the GOAT stand-in.
 - ``GET /api/hooks``, ``/api/mail``; ``POST /api/hooks/{name}/down|up``, ``/api/sale``,
@@ -89,6 +90,7 @@ class Receivers(ThreadedServer):
             Route("/", self.console),
             Route("/hooks/{name}", self.receive, methods=["POST", "PUT", "PATCH"]),
             Route("/files/{name}", self.file),
+            Route("/images/{name}", self.image),
             Route("/api/hooks", self.hooks_json),
             Route("/api/mail", self.mail_json),
             Route("/api/hooks/{name}/{state:str}", self.set_state, methods=["POST"]),
@@ -173,6 +175,21 @@ class Receivers(ThreadedServer):
             headers["content-range"] = f"bytes {start}-{item.size - 1}/{item.size}"
             return Response(item.data[start:], status_code=206, headers=headers)
         return Response(item.data, headers=headers, media_type="application/octet-stream")
+
+    async def image(self, request: Request) -> Response:
+        """A tile in a colour of the name's own, standing in for a provider's product picture."""
+        name = request.path_params["name"]
+        hue = int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 360
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300" '
+            'viewBox="0 0 300 300">'
+            f'<rect width="300" height="300" fill="hsl({hue},45%,82%)"/>'
+            f'<circle cx="150" cy="130" r="60" fill="hsl({hue},45%,62%)"/>'
+            '<text x="150" y="250" font-family="sans-serif" font-size="22" text-anchor="middle"'
+            ' fill="#33404f">demo picture</text></svg>'
+        )
+        headers = {"cache-control": "public, max-age=3600"}
+        return Response(svg, media_type="image/svg+xml", headers=headers)
 
     # What was received -----------------------------------------------------------------------
 

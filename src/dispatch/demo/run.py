@@ -441,6 +441,7 @@ async def _run(
         providers = stack.enter_context(FakeProviders())
         mailbox, smtp_port = stack.enter_context(smtp_server())
         receivers = stack.enter_context(Receivers(mailbox, files, console_port))
+        providers.serve_images_from(receivers.url)  # no picture comes from the internet
         settings = demo_settings(directory, port, providers, smtp_port, secrets_)
         dispatch = stack.enter_context(_serving(ThreadedServer(create_app(settings), port)))
         api = _Api(dispatch.url, secrets_["admin_key"])
