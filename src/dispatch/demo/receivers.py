@@ -220,7 +220,7 @@ class Receivers(ThreadedServer):
                 f"<tr><td>{time.strftime('%H:%M:%S', time.localtime(h.at))}</td>"
                 f"<td>{esc(h.destination)}</td><td>{h.status}</td>"
                 f"<td>{esc(h.headers.get('webhook-id', ''))}</td>"
-                f"<td><pre>{esc(orjson.dumps(h.body).decode()[:600])}</pre></td></tr>"
+                f"<td>{_body_cell(h.body)}</td></tr>"
                 for h in hooks
             )
             or '<tr><td colspan="5">Nothing yet.</td></tr>'
@@ -268,4 +268,23 @@ def _toggle(name: str, down: bool) -> str:
     return (
         f'<form method="post" action="/api/hooks/{html.escape(name)}/{state}">'
         f"<button>{verb} <b>{html.escape(name)}</b> {label}</button></form>"
+    )
+
+
+def _body_cell(body: Any) -> str:
+    """A watch alert in one line (its type, listing and price) above its whole body; else
+    the start of the body."""
+    listing: dict[str, Any] = {}
+    if isinstance(body, dict) and isinstance(body.get("event"), dict):
+        listing = body["event"].get("payload", {}).get("listing") or {}
+    if not listing:
+        return f"<pre>{html.escape(orjson.dumps(body).decode()[:300])}</pre>"
+    price = listing.get("price_minor")
+    said = f"{body.get('type', '')} {listing.get('title', '')}"
+    if price:
+        said += f" at {price / 100:,.2f} {listing.get('currency', '')}"
+    full = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()[:4000]
+    return (
+        f'<span class="said">{html.escape(said)}</span><details><summary>body</summary>'
+        f"<pre>{html.escape(full)}</pre></details>"
     )
