@@ -64,10 +64,6 @@ FULL = Plan({"shopify": 80, "goat": 200, "ebay": 100}, 8, 1_000_000, 200, 30, 20
 QUICK = Plan({"shopify": 8, "goat": 20, "ebay": 10}, 2, 100_000, 30, 5, 5)
 
 
-def report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def ingest(url: str, schema: str | None, source: str, pages: int, **extra: Any) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -110,7 +106,7 @@ def measure_ingest(kind: str, plan: Plan, postgres_url: str, workdir: Path) -> d
         asyncio.run(_fresh(load_settings(None, database_url=url, database_schema=schema)))
     runs: dict[str, Any] = {}
     for source, pages in plan.pages.items():
-        report(f"{kind}: ingest {source}, {pages} pages")
+        common.report(f"{kind}: ingest {source}, {pages} pages")
         runs[f"{source}/new"] = ingest(url, schema, source, pages)
         runs[f"{source}/rescrape"] = ingest(url, schema, source, pages, price_shift=100)
         runs[f"{source}/parse"] = ingest(url, schema, source, pages, mode="parse")
@@ -131,9 +127,9 @@ async def measure_search(kind: str, plan: Plan, postgres_url: str) -> dict[str, 
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {settings.database_schema}")
     database = Database(settings)
     try:
-        report(f"{kind}: catalogue of {plan.catalogue:,} products")
-        built = await build(database, plan.catalogue, report)
-        report(f"{kind}: {plan.queries_per_kind} queries of each kind")
+        common.report(f"{kind}: catalogue of {plan.catalogue:,} products")
+        built = await build(database, plan.catalogue, common.report)
+        common.report(f"{kind}: {plan.queries_per_kind} queries of each kind")
         timings = await time_queries(database, queries(plan.queries_per_kind), plan.warmup)
         timings["like-scan"] = await like_scan(
             database, query_texts(plan.like_queries)[: plan.like_queries]

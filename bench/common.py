@@ -69,6 +69,11 @@ def base_env() -> dict[str, str]:
     return {name: os.environ[name] for name in keep if name in os.environ}
 
 
+def report(message: str) -> None:
+    """Progress for the person running a benchmark, on stderr (stdout may be a table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so ``finally`` blocks stop servers and remove temp dirs."""
 

@@ -92,10 +92,6 @@ def plan_for(minutes: float | None, *, quick: bool) -> Plan:
     return Plan(length, 10.0, warmup, 60.0, Pace())
 
 
-def report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # Storage ------------------------------------------------------------------------------------
 
 
@@ -203,7 +199,7 @@ class Sampler:
         }
         self.last = now
         self.samples.append(sample)
-        report(
+        common.report(
             f"  {sample['t']:6.0f} s  RSS {resources.rss_mb:6.1f} MB  fds {resources.fds:3d}  "
             f"db {resources.db_connections:2d}  threads {resources.threads:2d}  "
             f"{sample['requests_per_second']:5.1f} req/s  p99 {sample['ingest_p99_ms']:6.1f} ms  "
@@ -226,7 +222,7 @@ async def soak(server: RunningServer, load: Load, storage: Storage, plan: Plan) 
         await sampler.take("load")
         next_at += plan.sample_seconds
     await load.stop_load()
-    report(f" load stopped; draining (at most {DRAIN_LIMIT_SECONDS:.0f} s)")
+    common.report(f" load stopped; draining (at most {DRAIN_LIMIT_SECONDS:.0f} s)")
     deadline = time.perf_counter() + DRAIN_LIMIT_SECONDS
     while True:
         await asyncio.sleep(min(plan.sample_seconds, 5.0))
@@ -235,7 +231,7 @@ async def soak(server: RunningServer, load: Load, storage: Storage, plan: Plan) 
         if drained and not any(load.missing_listings().values()):
             break
         if time.perf_counter() > deadline:
-            report(" drain limit reached")
+            common.report(" drain limit reached")
             break
     return sampler
 
@@ -252,7 +248,9 @@ async def run(storage: Storage, plan: Plan, redis_url: str | None) -> dict[str, 
         sink = SinkControl(sink_server.base_url)
         try:
             with running(serve_spec(root, "serve.log", env)) as server:
-                report(f"{storage.kind}: dispatch serve ready in {server.ready_seconds:.1f} s")
+                common.report(
+                    f"{storage.kind}: dispatch serve ready in {server.ready_seconds:.1f} s"
+                )
                 load = Load(server, sink, fake, plan.pace)
                 try:
                     sampler = await soak(server, load, storage, plan)
@@ -386,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if LOAD_CPUS and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, LOAD_CPUS)  # the server under test gets SERVER_CPUS
     plan = plan_for(args.minutes, quick=args.quick)
-    report(
+    common.report(
         f"{BENCHMARK}: {args.database}, {plan.minutes:g} min, sample every "
         f"{plan.sample_seconds:g} s, warm-up {plan.warmup_seconds:.0f} s"
     )

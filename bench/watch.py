@@ -71,10 +71,6 @@ FULL = Plan(1_000, 10_000, 5, 5, 1_000, 20.0, 30.0)
 QUICK = Plan(1_000, 10_000, 2, 2, 100, 20.0, 5.0)
 
 
-def report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @dataclass
 class Storage:
     """A fresh database per phase: a SQLite file, or the PostgreSQL schema recreated."""
@@ -128,11 +124,11 @@ async def measure_kind(
     kind: str, plan: Plan, storage: Storage, redis_url: str | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The evaluation workload, then the stream under each deployment, each on a fresh database."""
-    report(f"{kind}: evaluation, {plan.rules:,} rules, batches of {BATCH:,} changes")
+    common.report(f"{kind}: evaluation, {plan.rules:,} rules, batches of {BATCH:,} changes")
     settings, _ = await storage.fresh("evaluation")
     database = Database(settings)
     try:
-        evaluation = await watch_evaluate.measure(database, settings, plan.workload, report)
+        evaluation = await watch_evaluate.measure(database, settings, plan.workload, common.report)
     finally:
         await database.dispose()
     streams: dict[str, Any] = {}
@@ -149,7 +145,7 @@ async def measure_kind(
                 storage.postgres_url,
                 plan.stream_rate,
                 plan.stream_seconds,
-                report,
+                common.report,
             )
         finally:
             await database.dispose()
@@ -384,7 +380,7 @@ def reachable_redis(url: str) -> str | None:
         with redis.Redis.from_url(url, socket_connect_timeout=2) as client:
             client.ping()
     except redis.RedisError as exc:
-        report(f"{BENCHMARK}: Redis at {url} does not answer ({exc}); no Redis run")
+        common.report(f"{BENCHMARK}: Redis at {url} does not answer ({exc}); no Redis run")
         return None
     return url
 

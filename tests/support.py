@@ -101,13 +101,6 @@ class LiveServer(ThreadedServer):
         super().__init__(create_app(settings))
         self.database_kind = settings.database_kind
 
-    def __enter__(self) -> LiveServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 class TcpProxy:
     """A loopback TCP relay that can be cut and restored, to take a dependency 'down'."""
@@ -174,13 +167,6 @@ class HttpSink(ThreadedServer):
 
         super().__init__(Starlette(routes=[Route("/collect", collect, methods=["POST"])]))
         self.url = f"{self.url}/collect"
-
-    def __enter__(self) -> HttpSink:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 async def run_sql(url: str, statement: str) -> None:

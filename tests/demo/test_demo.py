@@ -202,7 +202,7 @@ def test_every_address_the_demo_gives_the_service_is_loopback(tmp_path: Path) ->
     """Offline: no provider, database or telemetry address leaves 127.0.0.1."""
     secrets_ = {"admin_key": "dsp_" + "k" * 40, "admin_password": "p" * 16, "secret_key": "s" * 32}
     with FakeProviders() as providers:
-        settings = demo_settings(tmp_path, free_port(), providers, 2525, secrets_)
+        settings = demo_settings(tmp_path, free_port(), providers, secrets_)
     urls = {
         name: str(value)
         for name, value in settings.model_dump().items()
@@ -229,7 +229,7 @@ def test_the_environment_does_not_reach_the_demo(
     (tmp_path / ".env").write_text("TELEMETRY_ENDPOINT=https://telemetry.example.com/\n")
     secrets_ = {"admin_key": "dsp_" + "k" * 40, "admin_password": "p" * 16, "secret_key": "s" * 32}
     with FakeProviders() as providers:
-        settings = demo_settings(tmp_path, 8000, providers, 2525, secrets_)
+        settings = demo_settings(tmp_path, 8000, providers, secrets_)
     assert settings.database_url == f"sqlite:///{tmp_path / 'dispatch.db'}"
     assert settings.redis_url is None
     assert settings.telemetry_endpoint is None

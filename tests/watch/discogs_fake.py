@@ -79,13 +79,6 @@ class FakeDiscogs(ThreadedServer):
         ]
         super().__init__(Starlette(routes=routes))
 
-    def __enter__(self) -> FakeDiscogs:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def add(self, username: str, **lists: Any) -> Account:
         account = self.accounts[username] = Account(username, **lists)
         return account

@@ -51,12 +51,12 @@ def _text(message: Message) -> str:
 
 
 @contextlib.contextmanager
-def smtp_server(port: int | None = None) -> Iterator[tuple[Mailbox, int]]:
-    """An SMTP server on 127.0.0.1 (a free port unless given): its mailbox and the port."""
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on a free port of 127.0.0.1: its mailbox and the port."""
     from aiosmtpd.controller import Controller
 
     box = Mailbox()
-    port = port or free_port()
+    port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -118,13 +118,6 @@ class FakeProviders(ThreadedServer):
         super().__init__(Starlette(routes=routes, middleware=[]))
         self.app = self.server.config.app
 
-    def __enter__(self) -> FakeProviders:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def serve_images_from(self, base: str) -> None:
         """Point every picture in the answers at ``base``/images/… from now on."""
         self.image_base = base

@@ -16,6 +16,7 @@ import hashlib
 import html
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from dispatch.demo.mail import Mailbox
 from dispatch.demo.serving import ThreadedServer
 
 SHOWN = 50  # webhooks and messages on the console page
-KEPT = 1000  # webhooks kept per destination
+KEPT = 5000  # the newest webhooks kept
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Receivers(ThreadedServer):
     def __init__(self, mailbox: Mailbox, files: list[DemoFile], port: int | None = None) -> None:
         self.mailbox = mailbox
         self.files = {item.name: item for item in files}
-        self.hooks: list[Hook] = []
+        self.hooks: deque[Hook] = deque(maxlen=KEPT)
         self.down: set[str] = set()
         self.actions: dict[str, tuple[str, Action]] = {}  # name -> (button label, action)
         self.notices: list[str] = []
@@ -97,13 +98,6 @@ class Receivers(ThreadedServer):
             Route("/api/{action:str}", self.act, methods=["POST"]),
         ]
         super().__init__(Starlette(routes=routes), port)
-
-    def __enter__(self) -> Receivers:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def hook_url(self, name: str) -> str:
         return f"{self.url}/hooks/{name}"
@@ -128,9 +122,6 @@ class Receivers(ThreadedServer):
         hook = Hook(time.time(), name, dict(request.headers.items()), body, status)
         with self._lock:
             self.hooks.append(hook)
-            mine = [h for h in self.hooks if h.destination == name]
-            if len(mine) > KEPT:
-                self.hooks.remove(mine[0])
         if status != 200:
             return JSONResponse({"error": f"{name} is down (demo console)"}, status_code=status)
         return JSONResponse({"received": True})
@@ -206,7 +197,7 @@ class Receivers(ThreadedServer):
     def _render(self) -> str:
         esc = html.escape
         with self._lock:
-            hooks = list(reversed(self.hooks[-SHOWN:]))
+            hooks = list(reversed(self.hooks))[:SHOWN]
             down = set(self.down)
             notices = list(reversed(self.notices[-5:]))
         destinations = sorted({h.destination for h in hooks} | {"primary", "backup"})

@@ -22,7 +22,7 @@ import shutil
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,10 @@ def port_is_free(port: int) -> bool:
 
 
 def demo_settings(
-    directory: Path, port: int, providers: FakeProviders, smtp_port: int, secrets_: dict[str, str]
+    directory: Path, port: int, providers: FakeProviders, secrets_: dict[str, str]
 ) -> Settings:
-    """The service's settings: SQLite in the demo directory, every provider a stand-in."""
-    del smtp_port  # the SMTP server is configured through the gateway's settings API
+    """The service's settings: SQLite in the demo directory, every provider a stand-in. (The
+    SMTP server is set through the gateway's settings API, as an operator would.)"""
     values: dict[str, Any] = {
         **provider_settings(providers),
         "environment": "development",
@@ -168,28 +168,15 @@ def demo_settings(
     return DemoSettings(**values)
 
 
-class _Stop:
-    """SIGINT/SIGTERM (or a caller) ends the demo."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
+def _stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets (handlers exist only on the main thread)."""
+    stop = asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self.event.set)
-
-
-@contextlib.contextmanager
-def _serving(server: ThreadedServer) -> Iterator[ThreadedServer]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+                loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def _goat_hits(providers: FakeProviders) -> list[dict[str, Any]]:
@@ -361,7 +348,6 @@ async def set_up(
         raise DemoError(f"the first order was refused: {order.status_code} {order.text[:300]}")
     return {
         "client_token": client["token"],
-        "user_id": user["id"],
         "user_key": user_key["key"],
         "rule_id": rule["id"],
         "product_id": product["id"],
@@ -421,7 +407,7 @@ def run_demo(
         raise DemoError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
     prepare_directory(directory)
     # The marker first: a run that fails half-way still leaves a directory the next one resets.
-    (directory / MARKER).write_bytes(b"{}")
+    _write_private(directory / MARKER, {})
     asyncio.run(_run(directory, port, console_port, ready))
 
 
@@ -435,15 +421,14 @@ async def _run(
         "user_password": "watch-" + secrets.token_urlsafe(9),
     }
     files = [DemoFile(name, size) for name, size in FILES]
-    stopper = _Stop()
-    stopper.install()
+    stop = _stop_on_signals()
     with contextlib.ExitStack() as stack:
         providers = stack.enter_context(FakeProviders())
         mailbox, smtp_port = stack.enter_context(smtp_server())
         receivers = stack.enter_context(Receivers(mailbox, files, console_port))
         providers.serve_images_from(receivers.url)  # no picture comes from the internet
-        settings = demo_settings(directory, port, providers, smtp_port, secrets_)
-        dispatch = stack.enter_context(_serving(ThreadedServer(create_app(settings), port)))
+        settings = demo_settings(directory, port, providers, secrets_)
+        dispatch = stack.enter_context(ThreadedServer(create_app(settings), port))
         api = _Api(dispatch.url, secrets_["admin_key"])
         agents: list[agent.Agent] = []
         tasks: list[asyncio.Task[None]] = []
@@ -484,7 +469,7 @@ async def _run(
             _write_private(directory / MARKER, demo.as_json())
             if ready is not None:
                 ready(demo)
-            waiting = asyncio.create_task(stopper.event.wait())
+            waiting = asyncio.create_task(stop.wait())
             await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:  # an agent that stopped on its own is an error worth showing
                 if task.done() and task.exception() is not None:
@@ -502,8 +487,10 @@ async def _run(
 
 def _write_private(path: Path, payload: dict[str, Any]) -> None:
     """JSON readable by its owner alone (it holds the demo's keys)."""
-    path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
-    os.chmod(path, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an earlier file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
 
 
 def _console_actions(
