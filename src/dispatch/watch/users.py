@@ -103,7 +103,6 @@ async def create_user(
         raise Conflict("A user with this email already exists") from exc
     urls = preferences_of(user).webhook_urls
     if urls:  # created with webhook URLs: their endpoint exists from the start, as after /me
-        await session.flush()
         await webhooks.configure(session, user, urls, now)
     return user
 
